@@ -1,0 +1,71 @@
+# docgate developer entry points. `make help` lists them.
+# Dependencies are stamp files: they reinstall only when their lock/requirements change.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON_BOOTSTRAP ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+RUFF := $(VENV)/bin/ruff
+EMULATORS := $(PY) scripts/emulators.py
+PYTEST_ARGS ?=
+
+.PHONY: run test emulators stop status lint fmt bench clean distclean deps help
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	@test -x $(PY) || $(PYTHON_BOOTSTRAP) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements-dev.txt
+	@touch $@
+
+node_modules/.installed: package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+deps: $(VENV)/.installed node_modules/.installed ## Install Python and Node dependencies
+
+local.settings.json:
+	cp local.settings.sample.json $@
+
+run: deps local.settings.json ## Start the emulators and the local Functions host (devhost)
+	$(EMULATORS) run -- $(PY) -m devhost
+
+test: deps ## Run the test suite with the emulators (PYTEST_ARGS=... to pass options)
+	$(EMULATORS) run -- $(PY) -m pytest $(PYTEST_ARGS)
+
+emulators: deps ## Start Azurite and the Cosmos emulator in the background (reuses running ones)
+	$(EMULATORS) start
+
+stop: ## Stop the emulators started by `make emulators`
+	@python3 scripts/emulators.py stop
+
+status: ## Show whether the emulators answer
+	@python3 scripts/emulators.py status
+
+lint: $(VENV)/.installed ## Check lint and formatting (ruff)
+	$(RUFF) check .
+	$(RUFF) format --check .
+
+fmt: $(VENV)/.installed ## Format the code and apply safe lint fixes (ruff)
+	$(RUFF) check --fix .
+	$(RUFF) format .
+
+bench: deps ## Run the benchmarks (python -m bench, else each bench/*.py) with the emulators
+	@if [ -f bench/__main__.py ]; then \
+		$(EMULATORS) run -- $(PY) -m bench; \
+	else \
+		for script in bench/*.py; do \
+			[ -e "$$script" ] || continue; \
+			echo "== $$script"; \
+			$(EMULATORS) run -- $(PY) "$$script" || exit $$?; \
+		done; \
+	fi
+
+clean: stop ## Stop the emulators and remove local data (.data, .devhost)
+	rm -rf .data .devhost
+
+distclean: clean ## Also remove the virtualenv and node_modules
+	rm -rf $(VENV) node_modules

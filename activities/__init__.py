@@ -1,0 +1,1 @@
+"""Durable activities: the steps that do I/O. Each one is idempotent: it may run twice."""

@@ -1,0 +1,1 @@
+"""Durable orchestrations. Deterministic by rule: no I/O, no clocks, no randomness in here."""

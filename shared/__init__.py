@@ -1,0 +1,1 @@
+"""docgate's shared modules: one job each (config, credentials, storage, cosmos, telemetry...)."""

@@ -1,0 +1,230 @@
+"""docgate's settings: one typed object read once from the environment.
+
+In Azure the environment holds the App Settings; locally the host loads `local.settings.json`
+`Values` into it. Every setting is declared once in `SETTINGS`, which also documents it: the
+tests check that `local.settings.sample.json` and the README list exactly these names.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from functools import cache
+from typing import Any
+from urllib.parse import urlparse
+
+_CONTAINER_NAME = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
+
+
+class SettingsError(Exception):
+    """One or more settings are missing or invalid; the message names each of them."""
+
+
+def _text(value: str) -> str:
+    return value
+
+
+def _url(value: str) -> str:
+    parsed = urlparse(value)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ValueError("must be an http(s) URL")
+    return value
+
+
+def _boolean(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("must be true or false")
+
+
+def _positive_number(value: str) -> float:
+    number = float(value)
+    if number <= 0:
+        raise ValueError("must be greater than zero")
+    return number
+
+
+def _container_name(value: str) -> str:
+    if not _CONTAINER_NAME.match(value):
+        raise ValueError("must be a valid blob container name (3-63 of a-z, 0-9 and -)")
+    return value
+
+
+def _log_level(value: str) -> str:
+    level = value.upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+    return level
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One environment variable: its field, meaning, default and parser."""
+
+    env: str
+    field: str
+    doc: str
+    default: str | None = None
+    parse: Callable[[str], Any] = _text
+    secret: bool = False
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "AzureWebJobsStorage",
+        "storage_connection_string",
+        "Storage connection string. Locally Azurite (UseDevelopmentStorage=true). In Azure leave "
+        "it unset and use the identity-based AzureWebJobsStorage__blobServiceUri instead.",
+        secret=True,
+    ),
+    Setting(
+        "AzureWebJobsStorage__blobServiceUri",
+        "storage_blob_service_uri",
+        "Blob endpoint for identity-based access (managed identity), e.g. "
+        "https://<account>.blob.core.windows.net. Used when AzureWebJobsStorage is unset.",
+        parse=_url,
+    ),
+    Setting(
+        "UPLOADS_CONTAINER",
+        "uploads_container",
+        "Blob container that teams drop documents into; its blob trigger starts ingestion.",
+        default="uploads",
+        parse=_container_name,
+    ),
+    Setting(
+        "COSMOS_ENDPOINT",
+        "cosmos_endpoint",
+        "Cosmos DB (NoSQL) account endpoint, e.g. https://<account>.documents.azure.com:443/.",
+        parse=_url,
+    ),
+    Setting(
+        "COSMOS_KEY",
+        "cosmos_key",
+        "Cosmos account key: for the local emulator only. In Azure leave it unset; the managed "
+        "identity is used.",
+        secret=True,
+    ),
+    Setting("COSMOS_DATABASE", "cosmos_database", "Cosmos database name.", default="docgate"),
+    Setting(
+        "COSMOS_EMULATOR",
+        "cosmos_emulator",
+        "true when COSMOS_ENDPOINT is the local emulator: turns on the workarounds for its gaps "
+        "(missing items read as 500, no TTL, no batch).",
+        default="false",
+        parse=_boolean,
+    ),
+    Setting(
+        "DOCGATE_CREATE_RESOURCES",
+        "create_resources",
+        "Create the Cosmos database, containers and blob containers at start-up. true locally; "
+        "false in Azure, where the Bicep deployment creates them.",
+        default="false",
+        parse=_boolean,
+    ),
+    Setting(
+        "AZURE_CLIENT_ID",
+        "azure_client_id",
+        "Client id of a user-assigned managed identity. Unset: the system-assigned identity (or "
+        "your developer login) is used.",
+    ),
+    Setting(
+        "APPLICATIONINSIGHTS_CONNECTION_STRING",
+        "applicationinsights_connection_string",
+        "Application Insights connection string: export traces and metrics to Azure Monitor.",
+        secret=True,
+    ),
+    Setting(
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "otlp_endpoint",
+        "OTLP/HTTP collector endpoint (e.g. http://127.0.0.1:4318): export traces and metrics.",
+        parse=_url,
+    ),
+    Setting("OTEL_SERVICE_NAME", "service_name", "Service name on traces and metrics.", "docgate"),
+    Setting(
+        "HEALTH_TIMEOUT_SECONDS",
+        "health_timeout_seconds",
+        "Time limit for each dependency probe of GET /api/health.",
+        default="3",
+        parse=_positive_number,
+    ),
+    Setting(
+        "LOG_LEVEL", "log_level", "Log level of docgate's own loggers.", "INFO", parse=_log_level
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All of docgate's settings, parsed and validated."""
+
+    storage_connection_string: str | None
+    storage_blob_service_uri: str | None
+    uploads_container: str
+    cosmos_endpoint: str
+    cosmos_key: str | None
+    cosmos_database: str
+    cosmos_emulator: bool
+    create_resources: bool
+    azure_client_id: str | None
+    applicationinsights_connection_string: str | None
+    otlp_endpoint: str | None
+    service_name: str
+    health_timeout_seconds: float
+    log_level: str
+
+    def __repr__(self) -> str:
+        """Shows every setting but masks secrets, so a logged Settings never leaks one."""
+        secret_fields = {item.field for item in SETTINGS if item.secret}
+        shown = ", ".join(
+            f"{f.name}=" + ("'***'" if f.name in secret_fields and value else repr(value))
+            for f in fields(self)
+            for value in [getattr(self, f.name)]
+        )
+        return f"Settings({shown})"
+
+
+REQUIRED = {"COSMOS_ENDPOINT"}
+
+
+def _parse_all(environ: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    for setting in SETTINGS:
+        raw = environ.get(setting.env)
+        if raw is None or raw.strip() == "":
+            raw = setting.default
+        if raw is None:
+            values[setting.field] = None
+            if setting.env in REQUIRED:
+                problems.append(f"{setting.env} is required: {setting.doc}")
+            continue
+        try:
+            values[setting.field] = setting.parse(raw.strip())
+        except ValueError as error:
+            shown = "***" if setting.secret else repr(raw)
+            problems.append(f"{setting.env}={shown} is invalid: {error}")
+    return values, problems
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Reads and validates every setting; raises SettingsError naming each bad one."""
+    values, problems = _parse_all(os.environ if environ is None else environ)
+    if not values.get("storage_connection_string") and not values.get("storage_blob_service_uri"):
+        problems.append(
+            "AzureWebJobsStorage is required (a connection string), or "
+            "AzureWebJobsStorage__blobServiceUri for identity-based access"
+        )
+    if problems:
+        raise SettingsError("Invalid docgate settings:\n- " + "\n- ".join(problems))
+    return Settings(**values)
+
+
+@cache
+def get_settings() -> Settings:
+    """The process-wide settings, read on first use."""
+    return load_settings()

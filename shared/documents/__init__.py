@@ -1,0 +1,1 @@
+"""Documents: what an upload is (type detection) and, later, its normalised layout."""

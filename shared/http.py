@@ -1,0 +1,106 @@
+"""HTTP plumbing for the app's routes: JSON and problem+json responses, and one wrapper that
+gives every endpoint a span and turns errors into RFC 9457 problem bodies."""
+
+from __future__ import annotations
+
+import functools
+import http
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import azure.functions as func
+from opentelemetry import trace
+
+from shared.telemetry import tracer
+
+log = logging.getLogger(__name__)
+Handler = Callable[[func.HttpRequest], Awaitable[func.HttpResponse]]
+PROBLEM_JSON = "application/problem+json"
+
+
+class ProblemError(Exception):
+    """A request the caller must fix (4xx), or a dependency outage (503), with a clear detail."""
+
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        *,
+        title: str | None = None,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.title = title or http.HTTPStatus(status).phrase
+        self.headers = headers or {}
+        self.extra = extra
+
+
+def json_response(
+    payload: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> func.HttpResponse:
+    """A JSON response."""
+    return func.HttpResponse(
+        json.dumps(payload, default=str),
+        status_code=status,
+        headers=headers,
+        mimetype="application/json",
+    )
+
+
+def problem_response(problem: ProblemError, instance: str | None = None) -> func.HttpResponse:
+    """An `application/problem+json` response for a ProblemError."""
+    body = {
+        "type": "about:blank",
+        "title": problem.title,
+        "status": problem.status,
+        "detail": problem.detail,
+        **({"instance": instance} if instance else {}),
+        **problem.extra,
+    }
+    return func.HttpResponse(
+        json.dumps(body), status_code=problem.status, headers=problem.headers, mimetype=PROBLEM_JSON
+    )
+
+
+def _trace_id() -> str:
+    context = trace.get_current_span().get_span_context()
+    return format(context.trace_id, "032x") if context.is_valid else ""
+
+
+def endpoint(route: str) -> Callable[[Handler], Handler]:
+    """Wraps a route handler: a span per request, ProblemError -> 4xx/5xx problem body,
+    anything unexpected -> a 500 problem body with only the trace id (details go to the log)."""
+
+    def decorate(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        async def serve(req: func.HttpRequest) -> func.HttpResponse:
+            with tracer().start_as_current_span(
+                f"HTTP {req.method} {route}",
+                kind=trace.SpanKind.SERVER,
+                attributes={"http.request.method": req.method, "http.route": route},
+            ) as current:
+                try:
+                    response = await handler(req)
+                except ProblemError as problem:
+                    response = problem_response(problem, instance=route)
+                except Exception:
+                    log.exception("Unhandled error in %s %s", req.method, route)
+                    response = problem_response(
+                        ProblemError(
+                            500,
+                            "docgate failed to serve this request; it has been logged.",
+                            traceId=_trace_id(),
+                        ),
+                        instance=route,
+                    )
+                current.set_attribute("http.response.status_code", response.status_code)
+                return response
+
+        return serve
+
+    return decorate

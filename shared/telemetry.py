@@ -1,0 +1,90 @@
+"""OpenTelemetry set-up, once per process, and the tracer docgate's code uses.
+
+Azure Monitor's exporter (`azure-monitor-opentelemetry`) replaces the retired OpenCensus
+exporter: OpenCensus stopped receiving fixes in 2023, while OpenTelemetry is the standard the
+Functions host and the Azure SDKs now emit. With neither exporter configured nothing is sent,
+but spans are still created, so the code paths are the same everywhere.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from opentelemetry import metrics, trace
+
+from shared.config import Settings
+
+log = logging.getLogger(__name__)
+_lock = threading.Lock()
+_configured: str | None = None
+TRACER_NAME = "docgate"
+
+
+def configure_telemetry(settings: Settings) -> str:
+    """Installs the exporter the settings ask for; returns which one ("azure-monitor"...)."""
+    global _configured
+    with _lock:
+        if _configured is None:
+            _configured = _install(settings)
+            log.info("Telemetry exporter: %s", _configured)
+        return _configured
+
+
+def _install(settings: Settings) -> str:
+    resource_attributes = {"service.name": settings.service_name}
+    if settings.applicationinsights_connection_string:
+        from azure.monitor.opentelemetry import configure_azure_monitor
+
+        configure_azure_monitor(
+            connection_string=settings.applicationinsights_connection_string,
+            resource=_resource(resource_attributes),
+        )
+        return "azure-monitor"
+    if settings.otlp_endpoint:
+        _install_otlp(settings.otlp_endpoint, resource_attributes)
+        return "otlp"
+    return "none"
+
+
+def _resource(attributes: dict[str, Any]) -> Any:
+    from opentelemetry.sdk.resources import Resource
+
+    return Resource.create(attributes)
+
+
+def _install_otlp(endpoint: str, attributes: dict[str, Any]) -> None:
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    base = endpoint.rstrip("/")
+    resource = _resource(attributes)
+    provider = TracerProvider(resource=resource)
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{base}/v1/traces")))
+    trace.set_tracer_provider(provider)
+    reader = PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=f"{base}/v1/metrics"))
+    metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=[reader]))
+
+
+def tracer() -> trace.Tracer:
+    """docgate's tracer (a no-op until a provider is installed)."""
+    return trace.get_tracer(TRACER_NAME)
+
+
+def meter() -> metrics.Meter:
+    """docgate's meter."""
+    return metrics.get_meter(TRACER_NAME)
+
+
+@contextmanager
+def span(name: str, **attributes: Any) -> Iterator[trace.Span]:
+    """A span around one step, with attributes (never secrets: callers pass ids and counts)."""
+    with tracer().start_as_current_span(name, attributes=attributes) as current:
+        yield current
