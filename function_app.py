@@ -44,12 +44,13 @@ async def health(req: func.HttpRequest) -> func.HttpResponse:
 
 
 # Ingestion: a blob lands in the uploads container and a Durable orchestration takes over.
-# Azure (Flex Consumption) delivers blob events through Event Grid; the local host polls.
+# Azure (Flex Consumption) delivers blob events through Event Grid (UPLOADS_TRIGGER_SOURCE);
+# devhost polls Azurite whatever the source says.
 @app.blob_trigger(
     arg_name="blob",
     path="%UPLOADS_CONTAINER%/{name}",
     connection="AzureWebJobsStorage",
-    source=func.BlobSource.EVENT_GRID,
+    source=func.BlobSource(settings.uploads_trigger_source),
 )
 @app.durable_client_input(client_name="client")
 async def on_upload(blob: func.InputStream, client: df.DurableOrchestrationClient) -> None:

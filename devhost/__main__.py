@@ -7,9 +7,12 @@ import logging
 import sys
 from pathlib import Path
 
+from devhost.blob_trigger import BlobTriggerError
 from devhost.config import HostConfigError
 from devhost.functions import AppIndexError
 from devhost.host import HostLockedError, configure_logging, run_host
+from devhost.routing import RouteTemplateError
+from devhost.timer_trigger import TimerTriggerError
 
 
 def parse_arguments(argv: list[str]) -> argparse.Namespace:
@@ -41,7 +44,14 @@ def main(argv: list[str] | None = None) -> int:
             listen_host=arguments.host,
             settings_file=arguments.settings_file,
         )
-    except (AppIndexError, HostConfigError, HostLockedError) as error:
+    except (
+        AppIndexError,
+        HostConfigError,
+        HostLockedError,
+        BlobTriggerError,
+        TimerTriggerError,
+        RouteTemplateError,
+    ) as error:
         logging.getLogger("devhost").error("Cannot start: %s", error)
         return 2
     return 0

@@ -453,9 +453,8 @@ class BlobTriggerPoller:
         except ResourceNotFoundError:
             log.debug("Container '%s' does not exist yet", container.container_name)
         # Forget versions no longer listed, so the settled set stays as small as the container.
-        self._settled = {key for key in self._settled if key[1] != container.container_name} | (
-            self._settled & seen
-        )
+        elsewhere = {key for key in self._settled if key[1] != container.container_name}
+        self._settled = elsewhere | (self._settled & seen)
 
     @staticmethod
     def _version_key(watch: _Watch, version: _Version) -> tuple[str, str, str, str]:

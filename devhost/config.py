@@ -56,6 +56,7 @@ class HostConfig:
     max_concurrent_orchestrations: int = 10
     blob_poll_seconds: float = 2.0
     host_id: str = "devhost"
+    host_json: dict[str, Any] = field(default_factory=dict)
 
     @property
     def base_url(self) -> str:
@@ -127,4 +128,5 @@ def load_host_config(
         max_concurrent_activities=int(durable.get("maxConcurrentActivityFunctions", 10)),
         max_concurrent_orchestrations=int(durable.get("maxConcurrentOrchestratorFunctions", 10)),
         blob_poll_seconds=float(os.environ.get("DEVHOST_BLOB_POLL_SECONDS", "2")),
+        host_json=host_json,
     )

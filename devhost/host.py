@@ -115,10 +115,14 @@ class DevHost:
             services.append(self.engine.run)
         kinds = {f.trigger_type for f in self.functions}
         if BLOB_TRIGGER in kinds:
-            from devhost.blob_trigger import BlobTriggerPoller
+            from devhost.blob_trigger import BlobTriggerPoller, read_blob_options
 
             poller = BlobTriggerPoller(
-                self.config, self.functions, self.invoker, self.client_binding()
+                self.config,
+                self.functions,
+                self.invoker,
+                self.client_binding(),
+                read_blob_options(self.config.host_json),
             )
             services.append(poller.run)
         if TIMER_TRIGGER in kinds:
@@ -132,11 +136,12 @@ class DevHost:
 
     async def serve(self, stop: asyncio.Event) -> None:
         """Serves until `stop` is set, then shuts everything down."""
+        services = self.background_services()  # configuration errors surface before serving
         runner = web.AppRunner(self.build_web_app(), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, self.config.listen_host, self.config.port)
         await site.start()
-        tasks = [asyncio.create_task(service()) for service in self.background_services()]  # type: ignore[arg-type]
+        tasks = [asyncio.create_task(service()) for service in services]  # type: ignore[arg-type]
         for line in describe_functions(self.config, self.functions):
             log.info("  %s", line)
         log.info("Host started on %s (Ctrl-C stops it)", self.config.base_url)

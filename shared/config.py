@@ -7,6 +7,7 @@ tests check that `local.settings.sample.json` and the README list exactly these 
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -44,14 +45,20 @@ def _boolean(value: str) -> bool:
 
 def _positive_number(value: str) -> float:
     number = float(value)
-    if number <= 0:
-        raise ValueError("must be greater than zero")
+    if not 0 < number < math.inf:  # also rejects nan and inf, which float() accepts
+        raise ValueError("must be a finite number greater than zero")
     return number
 
 
 def _container_name(value: str) -> str:
     if not _CONTAINER_NAME.match(value):
         raise ValueError("must be a valid blob container name (3-63 of a-z, 0-9 and -)")
+    return value
+
+
+def _trigger_source(value: str) -> str:
+    if value not in ("EventGrid", "LogsAndContainerScan"):
+        raise ValueError("must be EventGrid or LogsAndContainerScan")
     return value
 
 
@@ -95,6 +102,14 @@ SETTINGS: tuple[Setting, ...] = (
         "Blob container that teams drop documents into; its blob trigger starts ingestion.",
         default="uploads",
         parse=_container_name,
+    ),
+    Setting(
+        "UPLOADS_TRIGGER_SOURCE",
+        "uploads_trigger_source",
+        "How the blob trigger learns of uploads: EventGrid (Azure, required on Flex Consumption) "
+        "or LogsAndContainerScan (polling: `func start` against Azurite). devhost always polls.",
+        default="EventGrid",
+        parse=_trigger_source,
     ),
     Setting(
         "COSMOS_ENDPOINT",
@@ -165,6 +180,7 @@ class Settings:
     storage_connection_string: str | None
     storage_blob_service_uri: str | None
     uploads_container: str
+    uploads_trigger_source: str
     cosmos_endpoint: str
     cosmos_key: str | None
     cosmos_database: str
@@ -206,8 +222,10 @@ def _parse_all(environ: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:
         try:
             values[setting.field] = setting.parse(raw.strip())
         except ValueError as error:
-            shown = "***" if setting.secret else repr(raw)
-            problems.append(f"{setting.env}={shown} is invalid: {error}")
+            if setting.secret:  # the parser's message may quote the value (float() does)
+                problems.append(f"{setting.env}=*** is invalid (details hidden: secret)")
+            else:
+                problems.append(f"{setting.env}={raw!r} is invalid: {error}")
     return values, problems
 
 

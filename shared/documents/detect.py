@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import codecs
+
 SNIFF_BYTES = 4096
 
 _SIGNATURES: tuple[tuple[bytes, str], ...] = (
@@ -27,8 +29,9 @@ def detect_type(head: bytes) -> str:
     if not head:
         return "application/x-empty"
     try:
-        # A multi-byte character may be cut at the sniff boundary: ignore a partial tail.
-        head.decode("utf-8") if len(head) < SNIFF_BYTES else head[:-4].decode("utf-8")
+        # A multi-byte character may be cut at the sniff boundary: accept an incomplete tail
+        # there (final=False), but still reject any invalid byte, including in the tail.
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=len(head) < SNIFF_BYTES)
     except UnicodeDecodeError:
         return "application/octet-stream"
     return "text/plain" if b"\x00" not in head else "application/octet-stream"
