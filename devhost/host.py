@@ -7,6 +7,7 @@ import contextlib
 import fcntl
 import logging
 import signal
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
@@ -76,6 +77,14 @@ def describe_functions(config: HostConfig, functions: list[FunctionInfo]) -> lis
         else:
             lines.append(f"{function.name}: {function.trigger_type}")
     return lines
+
+
+async def _close_durable_client_session() -> None:
+    """Closes the Durable SDK's module-level aiohttp session, as the worker's shutdown does."""
+    http_utils = sys.modules.get("azure.durable_functions.models.utils.http_utils")
+    close = getattr(http_utils, "_close_session", None)  # private; absent: nothing to close
+    if close is not None:
+        await close()
 
 
 class DevHost:
@@ -155,6 +164,7 @@ class DevHost:
         await asyncio.gather(*tasks, return_exceptions=True)
         waiter.cancel()
         await runner.cleanup()
+        await _close_durable_client_session()
         if self.engine:
             self.engine.close()
         self.invoker.close()

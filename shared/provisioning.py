@@ -8,9 +8,11 @@ used because the Functions worker offers no async start-up hook.
 from __future__ import annotations
 
 import logging
+import warnings
 
 from azure.cosmos import CosmosClient, PartitionKey
 from azure.storage.blob import BlobServiceClient
+from urllib3.exceptions import InsecureRequestWarning
 
 from shared.config import Settings
 from shared.cosmos import ContainerSpec, is_loopback_endpoint
@@ -36,19 +38,23 @@ def _create_blob_containers(settings: Settings, names: list[str]) -> None:
 def _create_cosmos_containers(settings: Settings, specs: tuple[ContainerSpec, ...]) -> None:
     if not settings.cosmos_key:
         raise ProvisioningError("creating Cosmos containers needs COSMOS_KEY (local only)")
+    loopback = is_loopback_endpoint(settings.cosmos_endpoint)
     client = CosmosClient(
         settings.cosmos_endpoint,
         credential=settings.cosmos_key,
-        connection_verify=not is_loopback_endpoint(settings.cosmos_endpoint),
+        connection_verify=not loopback,
         enable_endpoint_discovery=False,
     )
-    database = client.create_database_if_not_exists(settings.cosmos_database)
-    for spec in specs:
-        database.create_container_if_not_exists(
-            id=spec.name,
-            partition_key=PartitionKey(path=spec.partition_key_path),
-            default_ttl=spec.default_ttl,
-        )
+    with warnings.catch_warnings():
+        if loopback:  # the emulator's self-signed certificate; never skipped for real accounts
+            warnings.simplefilter("ignore", InsecureRequestWarning)
+        database = client.create_database_if_not_exists(settings.cosmos_database)
+        for spec in specs:
+            database.create_container_if_not_exists(
+                id=spec.name,
+                partition_key=PartitionKey(path=spec.partition_key_path),
+                default_ttl=spec.default_ttl,
+            )
 
 
 def create_local_resources(

@@ -1,0 +1,88 @@
+"""File type detection from the first bytes."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.documents.detect import SNIFF_BYTES, detect_type
+
+
+@pytest.mark.parametrize(
+    ("head", "media_type"),
+    [
+        (b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n", "application/pdf"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "image/png"),
+        (b"\xff\xd8\xff\xe0\x00\x10JFIF\x00", "image/jpeg"),
+        (b"GIF87a\x01\x00\x01\x00", "image/gif"),
+        (b"GIF89a\x01\x00\x01\x00", "image/gif"),
+        (b"BM\x36\x00\x0c\x00\x00\x00", "image/bmp"),
+        (b"II*\x00\x08\x00\x00\x00", "image/tiff"),
+        (b"MM\x00*\x00\x00\x00\x08", "image/tiff"),
+        (b"PK\x03\x04\x14\x00\x06\x00", "application/zip"),
+        (b"\x7fELF\x02\x01\x01\x00", "application/x-executable"),
+    ],
+)
+def test_signatures(head: bytes, media_type: str) -> None:
+    assert detect_type(head) == media_type
+
+
+def test_renamed_executable_is_detected_by_content() -> None:
+    # A Windows executable uploaded as "report.pdf" or "notes.txt" starts with "MZ".
+    assert detect_type(b"MZ\x90\x00\x03\x00\x00\x00\x04\x00") == "application/x-msdownload"
+
+
+def test_empty() -> None:
+    assert detect_type(b"") == "application/x-empty"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["hello, world\n", "Grüße aus Köln — 東京 🚀\n", "x" * SNIFF_BYTES, "é" * (SNIFF_BYTES // 2)],
+)
+def test_utf8_text(text: str) -> None:
+    assert detect_type(text.encode()[:SNIFF_BYTES]) == "text/plain"
+
+
+@pytest.mark.parametrize(
+    ("prefix", "char"),
+    [
+        ("a", "é"),  # 1 byte of 2 left at the boundary
+        ("ab", "€"),  # 2 bytes of 3
+        ("abc", "€"),  # 1 byte of 3
+        ("a", "🚀"),  # 3 bytes of 4
+        ("abc", "🚀"),  # 1 byte of 4
+    ],
+)
+def test_multibyte_char_cut_at_the_sniff_boundary_is_still_text(prefix: str, char: str) -> None:
+    text = prefix + char * SNIFF_BYTES
+    head = text.encode()[:SNIFF_BYTES]
+    assert len(head) == SNIFF_BYTES
+    with pytest.raises(UnicodeDecodeError):
+        head.decode()  # the last character really is cut
+    assert detect_type(head) == "text/plain"
+
+
+def test_longer_head_than_the_sniff_size_is_judged_like_a_sniff() -> None:
+    head = ("a" + "é" * SNIFF_BYTES).encode()[: SNIFF_BYTES + 1]
+    assert detect_type(head) == "text/plain"
+
+
+def test_binary_with_nul_is_octet_stream() -> None:
+    assert detect_type(b"hello\x00world") == "application/octet-stream"
+    assert detect_type(b"a" * (SNIFF_BYTES - 1) + b"\x00") == "application/octet-stream"
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"caf\xe9 latin-1",  # not UTF-8
+        b"\xc3\x28 bad continuation",
+        b"\xed\xa0\x80 surrogate",
+        b"short file ending mid-character \xe2\x82",  # the whole file: nothing was cut
+        b"a" * (SNIFF_BYTES - 1) + b"\xff",  # an invalid byte in the tail of a full sniff
+        b"a" * (SNIFF_BYTES - 2) + b"\xc3\x28",
+        b"\xfe" + b"a" * (SNIFF_BYTES - 1),
+    ],
+)
+def test_invalid_utf8_is_octet_stream(head: bytes) -> None:
+    assert detect_type(head) == "application/octet-stream"
