@@ -1,10 +1,10 @@
 """The Durable engine: replays orchestrators through the SDK and runs their activities.
 
-Each orchestrator episode delivers exactly one new history event. The SDK assigns task ids as it
-replays; for `call_*_with_retry` it silently allocates ids for the retry timer and the re-run
-when it replays a failure or that timer. Delivering one event per episode makes those hidden ids
-a pure function of the stored history (the count of scheduling events so far), so the engine can
-record them exactly as the real Durable Task Framework does.
+An episode delivers every ready event at once, like the real host, with one exception. For
+`call_*_with_retry` the SDK silently allocates task ids for the retry timer and the re-run when
+it replays a failure or that timer; an event that moves a retry on is therefore delivered alone,
+which makes those hidden ids a pure function of the stored history (the count of scheduling
+events so far), so the engine records them exactly as the Durable Task Framework does.
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ from devhost.functions import ACTIVITY_TRIGGER, ORCHESTRATION_TRIGGER, FunctionI
 from devhost.invoker import InvocationFailed, Invoker
 
 log = logging.getLogger("devhost.durable")
+# Bounds one replay's new events; the rest wait for the next episode.
+MAX_EVENTS_PER_EPISODE = 100
 
 
 class DurableError(Exception):
@@ -74,6 +76,20 @@ class _Plan:
 
 class _Scheduler:
     """Turns an episode's new actions (and retry bookkeeping) into events and work."""
+
+    @classmethod
+    def for_history(cls, history: list[dict[str, Any]], now: datetime) -> _Scheduler:
+        """A scheduler used only to inspect a history (no instance to schedule for)."""
+        return cls(None, history, now)  # type: ignore[arg-type]
+
+    def moves_retry(self, delivered: dict[str, Any]) -> bool:
+        """Whether delivering this event makes the SDK allocate hidden retry ids."""
+        kind = delivered["EventType"]
+        if kind in (p.TASK_FAILED, p.SUB_ORCHESTRATION_FAILED):
+            return "RetryGroup" in self.scheduled.get(delivered["TaskScheduledId"], {})
+        if kind == p.TIMER_FIRED:
+            return "RetryGroup" in self.scheduled.get(delivered["TimerId"], {})
+        return False
 
     def __init__(self, instance: Instance, history: list[dict[str, Any]], now: datetime) -> None:
         self.instance = instance
@@ -374,7 +390,7 @@ class DurableEngine:
                 task.cancel()
 
     async def _sleep_until_due(self) -> None:
-        due = self.store.next_due()
+        due = self.store.next_due(self._busy_instances)
         timeout = 1.0
         if due is not None:
             timeout = min(timeout, max(0.0, due - self.clock().timestamp()))
@@ -419,20 +435,37 @@ class DurableEngine:
             self._busy_instances.discard(instance_id)
 
     async def _run_episode(self, instance_id: str) -> None:
-        message = self.store.next_message(instance_id, self.clock().timestamp())
-        if message is None:
-            return
+        messages = self.store.ready_messages(
+            instance_id, self.clock().timestamp(), MAX_EVENTS_PER_EPISODE
+        )
         instance = self.store.get_instance(instance_id)
-        if not self._deliverable(instance, message):
+        stale = [item for item in messages if not self._deliverable(instance, item)]
+        if stale:
             with self.store.transaction() as tx:
-                tx.delete_message(message.id)
-            return
-        assert instance is not None
+                for item in stale:
+                    tx.delete_message(item.id)
+        if not messages or stale or instance is None:
+            return  # the dispatcher comes back for what is left
         now = self.clock()
         history = [dict(item, IsPlayed=True) for item in self.store.history(instance_id)]
-        new_events = [p.event(p.ORCHESTRATOR_STARTED, now), message.event]
+        batch = self._batch(messages, history, now)
+        new_events = [p.event(p.ORCHESTRATOR_STARTED, now), *(item.event for item in batch)]
         outcome = await self._replay(instance, history + new_events)
-        self._commit_episode(instance, message, history + new_events, new_events, outcome, now)
+        self._commit_episode(instance, batch, history + new_events, new_events, outcome, now)
+
+    @staticmethod
+    def _batch(
+        messages: list[Message], history: list[dict[str, Any]], now: datetime
+    ) -> list[Message]:
+        """The messages one episode delivers: all that are ready, except that an event moving a
+        retry on is delivered alone, so the ids the SDK allocates for it are known."""
+        probe = _Scheduler.for_history(history, now)
+        batch: list[Message] = []
+        for message in messages:
+            if probe.moves_retry(message.event):
+                return batch or [message]
+            batch.append(message)
+        return batch
 
     @staticmethod
     def _deliverable(instance: Instance | None, message: Message) -> bool:
@@ -457,14 +490,15 @@ class DurableEngine:
     def _commit_episode(
         self,
         instance: Instance,
-        message: Message,
+        batch: list[Message],
         history: list[dict[str, Any]],
         new_events: list[dict[str, Any]],
         outcome: p.EpisodeOutcome,
         now: datetime,
     ) -> None:
         scheduler = _Scheduler(instance, history, now)
-        scheduler.continue_retry(message.event)
+        if len(batch) == 1:
+            scheduler.continue_retry(batch[0].event)
         action_ids, refusal = scheduler.schedule_actions(outcome.actions)
         plan = scheduler.plan
         stamp = p.timestamp(now)
@@ -481,7 +515,8 @@ class DurableEngine:
             (a for a in outcome.actions if a.kind == p.CONTINUE_AS_NEW_ACTION), None
         )
         with self.store.transaction() as tx:
-            tx.delete_message(message.id)
+            for message in batch:
+                tx.delete_message(message.id)
             current = self.store.get_instance(instance.instance_id)
             if (
                 current is None

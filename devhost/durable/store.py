@@ -199,26 +199,31 @@ class DurableStore:
         )
         return [row["instance_id"] for row in rows]
 
-    def next_message(self, instance_id: str, now: float) -> Message | None:
-        """The instance's oldest deliverable message."""
-        row = self._db.execute(
+    def ready_messages(self, instance_id: str, now: float, limit: int) -> list[Message]:
+        """The instance's deliverable messages, oldest first."""
+        rows = self._db.execute(
             "SELECT * FROM inbox WHERE instance_id = ? AND visible_at <= ? "
-            "ORDER BY visible_at, id LIMIT 1",
-            (instance_id, now),
-        ).fetchone()
-        if row is None:
-            return None
-        return Message(
-            row["id"],
-            row["instance_id"],
-            row["execution_id"],
-            row["visible_at"],
-            json.loads(row["event"]),
+            "ORDER BY visible_at, id LIMIT ?",
+            (instance_id, now, limit),
         )
+        return [
+            Message(
+                row["id"],
+                row["instance_id"],
+                row["execution_id"],
+                row["visible_at"],
+                json.loads(row["event"]),
+            )
+            for row in rows
+        ]
 
-    def next_due(self) -> float | None:
-        """When the earliest message (a timer, usually) becomes deliverable."""
-        row = self._db.execute("SELECT MIN(visible_at) AS due FROM inbox").fetchone()
+    def next_due(self, busy: set[str]) -> float | None:
+        """When the earliest message (a timer, usually) of an idle instance becomes deliverable."""
+        marks = ",".join("?" * len(busy))
+        row = self._db.execute(
+            f"SELECT MIN(visible_at) AS due FROM inbox WHERE instance_id NOT IN ({marks})",
+            list(busy),
+        ).fetchone()
         return row["due"]
 
     def pending_activities(self, exclude: set[int], limit: int) -> list[ActivityWork]:

@@ -11,3 +11,9 @@ BODY = "ok"
 @app.route(route="echo", methods=["GET"])
 def echo(req: func.HttpRequest) -> func.HttpResponse:
     return func.HttpResponse(BODY, mimetype="text/plain")
+
+
+@app.route(route="echo-async", methods=["GET"])
+async def echo_async(req: func.HttpRequest) -> func.HttpResponse:
+    """The same on the event loop: the difference to `echo` is devhost's thread-pool hop."""
+    return func.HttpResponse(BODY, mimetype="text/plain")
