@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -10,8 +11,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 
 def free_port() -> int:
@@ -119,3 +122,57 @@ class HostProcess:
         trace: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+# Replaying orchestrators without a host ------------------------------------------------------
+#
+# Unit tests of an orchestrator feed it a hand-written history, as the host would, and read the
+# actions it decides. Event types are the out-of-proc protocol's integers: 0 ExecutionStarted,
+# 4 TaskScheduled, 5 TaskCompleted, 6 TaskFailed, 10/11 TimerCreated/TimerFired,
+# 12 OrchestratorStarted, 13 OrchestratorCompleted, 15 EventRaised.
+
+REPLAY_TIMESTAMP = "2026-01-01T00:00:00.000Z"
+
+
+def history_event(
+    event_type: int, event_id: int = -1, played: bool = True, **fields: Any
+) -> dict[str, Any]:
+    """One history event with the fields every event carries."""
+    return {
+        "EventType": event_type,
+        "EventId": event_id,
+        "IsPlayed": played,
+        "Timestamp": REPLAY_TIMESTAMP,
+        **fields,
+    }
+
+
+def execution_start(name: str, input_json: str | None = None) -> list[dict[str, Any]]:
+    """The two events that open every history."""
+    return [history_event(12), history_event(0, Name=name, Input=input_json, Version=None)]
+
+
+def next_episode(*events: dict[str, Any]) -> list[dict[str, Any]]:
+    """Closes the previous episode and opens one delivering `events`."""
+    return [history_event(13), history_event(12), *events]
+
+
+def replay(
+    orchestrator: Callable[..., Any],
+    history: list[dict[str, Any]],
+    input_json: str | None = None,
+    instance_id: str = "replay",
+) -> Any:
+    """Runs the SDK's own orchestrator handling over `history`; returns its decoded state."""
+    from azure.durable_functions.orchestrator import Orchestrator
+
+    body = {
+        "history": history,
+        "input": input_json,
+        "instanceId": instance_id,
+        "isReplaying": False,
+        "parentInstanceId": None,
+        "upperSchemaVersion": 1,
+        "upperSchemaVersionNew": 3,
+    }
+    return json.loads(Orchestrator.create(orchestrator)(json.dumps(body)))

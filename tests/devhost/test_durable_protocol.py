@@ -8,48 +8,27 @@ here, loudly, instead of hanging orchestrations in the host.
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 from typing import Any
 
 import azure.durable_functions as df
 import pytest
-from azure.durable_functions.orchestrator import Orchestrator
 
 from devhost.durable import _protocol as protocol
+from devhost.testing import REPLAY_TIMESTAMP, execution_start, history_event, next_episode
+from devhost.testing import replay as replay_orchestrator
 
-T0 = "2026-01-01T00:00:00.000Z"
-
-
-def ev(event_type: int, event_id: int = -1, played: bool = True, **fields: Any) -> dict[str, Any]:
-    return {
-        "EventType": event_type,
-        "EventId": event_id,
-        "IsPlayed": played,
-        "Timestamp": T0,
-        **fields,
-    }
+T0 = REPLAY_TIMESTAMP
+ev = history_event
+episode = next_episode
 
 
 def started(input_json: str | None = None) -> list[dict[str, Any]]:
-    return [ev(12), ev(0, Name="orchestrator", Input=input_json, Version=None)]
-
-
-def episode(*events: dict[str, Any]) -> list[dict[str, Any]]:
-    return [ev(13), ev(12), *events]
+    return execution_start("orchestrator", input_json)
 
 
 def replay(orchestrator: Any, history: list[dict[str, Any]], input_json: str | None = None) -> Any:
-    body = {
-        "history": history,
-        "input": input_json,
-        "instanceId": "golden",
-        "isReplaying": False,
-        "parentInstanceId": None,
-        "upperSchemaVersion": 1,
-        "upperSchemaVersionNew": 3,
-    }
-    return json.loads(Orchestrator.create(orchestrator)(json.dumps(body)))
+    return replay_orchestrator(orchestrator, history, input_json, "golden")
 
 
 def sequence(context: df.DurableOrchestrationContext):

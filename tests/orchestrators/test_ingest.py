@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from azure.durable_functions.orchestrator import Orchestrator
-
+from devhost.testing import execution_start, history_event, next_episode
+from devhost.testing import replay as replay_orchestrator
 from orchestrators.ingest import ingest
 
 T0 = "2026-01-01T00:00:00.000Z"
@@ -21,38 +21,19 @@ UPLOAD_JSON = json.dumps(UPLOAD)
 INSPECTED = {"outcome": "accepted", "media_type": "application/pdf", "size": 3}
 
 
-# Same tiny helpers as tests/devhost/test_durable_protocol.py (event type numbers of the
-# out-of-proc protocol: 0 started, 4 task scheduled, 5 completed, 6 failed, 10/11 timer
-# created/fired, 12 orchestrator started, 13 orchestrator completed).
 def ev(event_type: int, event_id: int = -1, played: bool = True, **fields: Any) -> dict[str, Any]:
-    return {
-        "EventType": event_type,
-        "EventId": event_id,
-        "IsPlayed": played,
-        "Timestamp": T0,
-        **fields,
-    }
+    return history_event(event_type, event_id, played, **fields)
 
 
 def started(input_json: str | None = UPLOAD_JSON) -> list[dict[str, Any]]:
-    return [ev(12), ev(0, Name="ingest", Input=input_json, Version=None)]
-
-
-def episode(*events: dict[str, Any]) -> list[dict[str, Any]]:
-    return [ev(13), ev(12), *events]
+    return execution_start("ingest", input_json)
 
 
 def replay(history: list[dict[str, Any]], input_json: str | None = UPLOAD_JSON) -> Any:
-    body = {
-        "history": history,
-        "input": input_json,
-        "instanceId": "ingest-golden",
-        "isReplaying": False,
-        "parentInstanceId": None,
-        "upperSchemaVersion": 1,
-        "upperSchemaVersionNew": 3,
-    }
-    return json.loads(Orchestrator.create(ingest)(json.dumps(body)))
+    return replay_orchestrator(ingest, history, input_json, "ingest-golden")
+
+
+episode = next_episode
 
 
 INSPECT_WITH_RETRY = {
