@@ -1,0 +1,1 @@
+"""Extraction engines: each turns a SourceDocument page range into the normalised Layout."""
