@@ -50,6 +50,36 @@ def _positive_number(value: str) -> float:
     return number
 
 
+def _non_negative_integer(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise ValueError("must be a whole number, zero or more")
+    return number
+
+
+def _positive_integer(value: str) -> int:
+    number = int(value)
+    if number <= 0:
+        raise ValueError("must be a whole number greater than zero")
+    return number
+
+
+def _non_negative_number(value: str) -> float:
+    number = float(value)
+    if not 0 <= number < math.inf:
+        raise ValueError("must be a finite number, zero or more")
+    return number
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        if value not in allowed:
+            raise ValueError(f"must be one of {', '.join(allowed)}")
+        return value
+
+    return parse
+
+
 def _container_name(value: str) -> str:
     if not _CONTAINER_NAME.match(value):
         raise ValueError("must be a valid blob container name (3-63 of a-z, 0-9 and -)")
@@ -170,6 +200,147 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "LOG_LEVEL", "log_level", "Log level of docgate's own loggers.", "INFO", parse=_log_level
     ),
+    # Ingestion ----------------------------------------------------------------------------
+    Setting(
+        "WORK_CONTAINER",
+        "work_container",
+        "Blob container for ingestion's intermediate results (layouts, figure crops, chunks).",
+        default="ingest-work",
+        parse=_container_name,
+    ),
+    Setting(
+        "MAX_UPLOAD_BYTES",
+        "max_upload_bytes",
+        "Largest accepted document, in bytes.",
+        default=str(200 * 1024 * 1024),
+        parse=_positive_integer,
+    ),
+    Setting(
+        "MAX_PAGES", "max_pages", "Most pages accepted in one document.", "2000", _positive_integer
+    ),
+    Setting(
+        "MAX_EXPANDED_BYTES",
+        "max_expanded_bytes",
+        "Largest total uncompressed size of a DOCX/PPTX (zip) archive: the decompression-bomb "
+        "guard.",
+        default=str(500 * 1024 * 1024),
+        parse=_positive_integer,
+    ),
+    Setting(
+        "MAX_COMPRESSION_RATIO",
+        "max_compression_ratio",
+        "Highest compression ratio allowed for any member of a DOCX/PPTX archive.",
+        default="200",
+        parse=_positive_number,
+    ),
+    Setting(
+        "PAGES_PER_BATCH",
+        "pages_per_batch",
+        "Pages extracted per activity: big documents fan out over page ranges of this size.",
+        default="20",
+        parse=_positive_integer,
+    ),
+    Setting(
+        "EXTRACTION_MODE",
+        "extraction_mode",
+        "auto: born-digital pages go to the free local extractor, scanned or complex pages to "
+        "Document Intelligence when configured (else local OCR); azure: every page to Document "
+        "Intelligence; local: everything offline.",
+        default="auto",
+        parse=_choice("auto", "azure", "local"),
+    ),
+    Setting(
+        "DOCUMENT_INTELLIGENCE_ENDPOINT",
+        "document_intelligence_endpoint",
+        "Azure AI Document Intelligence endpoint. Unset: layout and OCR run locally.",
+        parse=_url,
+    ),
+    Setting(
+        "DOCUMENT_INTELLIGENCE_KEY",
+        "document_intelligence_key",
+        "Document Intelligence key, for local test doubles only; in Azure the managed identity "
+        "is used.",
+        secret=True,
+    ),
+    Setting(
+        "DOCUMENT_INTELLIGENCE_PRICE_PER_PAGE",
+        "document_intelligence_price_per_page",
+        "USD per page of prebuilt-layout, shown per page in the document status.",
+        default="0.01",
+        parse=_non_negative_number,
+    ),
+    Setting(
+        "VISION_ENDPOINT",
+        "vision_endpoint",
+        "Azure AI Vision (Image Analysis 4.0) endpoint for figure descriptions. Unset: figures "
+        "are described locally from OCR text and image properties.",
+        parse=_url,
+    ),
+    Setting(
+        "VISION_KEY",
+        "vision_key",
+        "Vision key, for local test doubles only; in Azure the managed identity is used.",
+        secret=True,
+    ),
+    Setting(
+        "FIGURE_MIN_PIXELS",
+        "figure_min_pixels",
+        "Figures narrower or shorter than this many pixels are skipped as decorative.",
+        default="48",
+        parse=_positive_integer,
+    ),
+    Setting(
+        "AZURE_OPENAI_EMBEDDING_ENDPOINT",
+        "embedding_endpoint",
+        "Azure OpenAI endpoint for embeddings. Unset: all-MiniLM-L6-v2 runs locally (ONNX).",
+        parse=_url,
+    ),
+    Setting(
+        "AZURE_OPENAI_EMBEDDING_DEPLOYMENT",
+        "embedding_deployment",
+        "Azure OpenAI embeddings deployment name.",
+        default="text-embedding-3-small",
+    ),
+    Setting(
+        "AZURE_OPENAI_API_VERSION",
+        "openai_api_version",
+        "Azure OpenAI data-plane API version.",
+        default="2024-10-21",
+    ),
+    Setting(
+        "AZURE_OPENAI_KEY",
+        "openai_key",
+        "Azure OpenAI key, for local test doubles only; in Azure the managed identity is used.",
+        secret=True,
+    ),
+    Setting(
+        "EMBEDDING_BATCH_SIZE",
+        "embedding_batch_size",
+        "Chunks embedded per activity.",
+        default="64",
+        parse=_positive_integer,
+    ),
+    Setting(
+        "CHUNK_MAX_TOKENS",
+        "chunk_max_tokens",
+        "Largest chunk, in tokens (the embedding model's tokenizer).",
+        default="400",
+        parse=_positive_integer,
+    ),
+    Setting(
+        "CHUNK_OVERLAP_TOKENS",
+        "chunk_overlap_tokens",
+        "Tokens repeated between consecutive text chunks.",
+        default="40",
+        parse=_non_negative_integer,
+    ),
+    Setting(
+        "RECONCILE_SCHEDULE",
+        "reconcile_schedule",
+        "NCRONTAB schedule of the reconciliation timer (documents whose blob was deleted "
+        "outside the API lose their chunks).",
+        default="0 */10 * * * *",
+    ),
 )
 
 
@@ -192,6 +363,27 @@ class Settings:
     service_name: str
     health_timeout_seconds: float
     log_level: str
+    work_container: str
+    max_upload_bytes: int
+    max_pages: int
+    max_expanded_bytes: int
+    max_compression_ratio: float
+    pages_per_batch: int
+    extraction_mode: str
+    document_intelligence_endpoint: str | None
+    document_intelligence_key: str | None
+    document_intelligence_price_per_page: float
+    vision_endpoint: str | None
+    vision_key: str | None
+    figure_min_pixels: int
+    embedding_endpoint: str | None
+    embedding_deployment: str
+    openai_api_version: str
+    openai_key: str | None
+    embedding_batch_size: int
+    chunk_max_tokens: int
+    chunk_overlap_tokens: int
+    reconcile_schedule: str
 
     def __repr__(self) -> str:
         """Shows every setting but masks secrets, so a logged Settings never leaks one."""

@@ -157,6 +157,9 @@ def test_secret_names_are_the_credentials() -> None:
         "AzureWebJobsStorage",
         "COSMOS_KEY",
         "APPLICATIONINSIGHTS_CONNECTION_STRING",
+        "DOCUMENT_INTELLIGENCE_KEY",
+        "VISION_KEY",
+        "AZURE_OPENAI_KEY",
     }
 
 
