@@ -13,12 +13,21 @@ from typing import Any
 import azure.durable_functions as df
 import azure.functions as func
 
-from activities.inspect_upload import inspect_upload as inspect_upload_activity
+from activities.chunk_document import chunk_document as chunk_document_step
+from activities.describe_figures import describe_figures as describe_figures_step
+from activities.embed_chunks import embed_chunks as embed_chunks_step
+from activities.extract_layout import extract_layout as extract_layout_step
+from activities.fail_document import fail_document as fail_document_step
+from activities.index_document import index_document as index_document_step
+from activities.merge_layout import merge_layout as merge_layout_step
+from activities.validate_upload import validate_upload as validate_upload_step
 from orchestrators.ingest import ingest as ingest_orchestration
 from shared.config import get_settings
+from shared.documents import lifecycle, records
 from shared.health import check_dependencies
 from shared.http import endpoint, json_response
 from shared.ingestion import Upload, start_ingestion
+from shared.security.principal import principal_from_request
 from shared.services import dependency_probes, get_services, provision
 from shared.telemetry import configure_telemetry
 
@@ -43,9 +52,81 @@ async def health(req: func.HttpRequest) -> func.HttpResponse:
     return json_response(report, 200 if healthy else 503)
 
 
-# Ingestion: a blob lands in the uploads container and a Durable orchestration takes over.
+# Documents API ---------------------------------------------------------------------------------
+
+
+@app.route(route="documents", methods=["POST"])
+@endpoint("/api/documents")
+async def upload_document(req: func.HttpRequest) -> func.HttpResponse:
+    """Stores a document in the uploads container; its blob trigger starts ingestion."""
+    services = await get_services()
+    principal = principal_from_request(req)
+    upload = lifecycle.parse_upload(req, services.settings.max_upload_bytes)
+    record = await lifecycle.store_upload(services, principal, upload)
+    status_url = f"/api/documents/{record.id}"
+    body = {"id": record.id, "name": record.name, "state": record.state, "status_url": status_url}
+    return json_response(body, 202, headers={"Location": status_url})
+
+
+@app.route(route="documents", methods=["GET"])
+@endpoint("/api/documents")
+async def list_documents(req: func.HttpRequest) -> func.HttpResponse:
+    """The caller's tenant's documents with their status."""
+    services = await get_services()
+    principal = principal_from_request(req)
+    listed = await records.list_records(services.store, principal.tenant)
+    return json_response(
+        {"documents": [item.public() for item in listed if item.state != "deleted"]}
+    )
+
+
+@app.route(route="documents/{id}", methods=["GET"])
+@app.durable_client_input(client_name="client")
+@endpoint("/api/documents/{id}")
+async def get_document(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
+    """One document's status, with live step and percent while it is being ingested."""
+    services = await get_services()
+    record = await lifecycle.readable_record(
+        services, principal_from_request(req), req.route_params["id"]
+    )
+    body = record.public()
+    if record.state in ("queued", "running") and record.instance_id:
+        status = await client.get_status(record.instance_id)
+        if status and isinstance(status.custom_status, dict):
+            body["step"] = status.custom_status.get("step", record.step)
+            body["percent"] = status.custom_status.get("percent", record.percent)
+    return json_response(body)
+
+
+@app.route(route="documents/{id}", methods=["DELETE"])
+@app.durable_client_input(client_name="client")
+@endpoint("/api/documents/{id}")
+async def delete_document(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
+    """Removes the blob, its chunks, cached figure descriptions and the manifest."""
+    services = await get_services()
+    record = await lifecycle.readable_record(
+        services, principal_from_request(req), req.route_params["id"]
+    )
+    if record.instance_id:
+        status = await client.get_status(record.instance_id)
+        if status and status.runtime_status in (
+            df.OrchestrationRuntimeStatus.Running,
+            df.OrchestrationRuntimeStatus.Pending,
+        ):
+            await client.terminate(record.instance_id, "document deleted")
+    removed = await lifecycle.delete_document(services, record)
+    return json_response({"id": record.id, "state": "deleted", "removed": removed})
+
+
+# Ingestion ---------------------------------------------------------------------------------------
 # Azure (Flex Consumption) delivers blob events through Event Grid (UPLOADS_TRIGGER_SOURCE);
 # devhost polls Azurite whatever the source says.
+
+
 @app.blob_trigger(
     arg_name="blob",
     path="%UPLOADS_CONTAINER%/{name}",
@@ -58,6 +139,13 @@ async def on_upload(blob: func.InputStream, client: df.DurableOrchestrationClien
     await start_ingestion(client, Upload.from_blob(blob))
 
 
+@app.timer_trigger(arg_name="timer", schedule="%RECONCILE_SCHEDULE%", run_on_startup=False)
+async def reconcile_documents(timer: func.TimerRequest) -> None:
+    """Documents whose blob was deleted outside the API lose their chunks."""
+    summary = await lifecycle.reconcile(await get_services())
+    logging.getLogger(__name__).info("Reconciliation: %s", summary)
+
+
 @app.orchestration_trigger(context_name="context")
 def ingest(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str, Any]]:
     """The ingestion orchestration (see orchestrators/ingest.py)."""
@@ -65,6 +153,48 @@ def ingest(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[
 
 
 @app.activity_trigger(input_name="upload")
-async def inspect_upload(upload: dict[str, Any]) -> dict[str, Any]:
-    """Hash, size and type of one blob version, recorded as a document."""
-    return await inspect_upload_activity(upload, await get_services())
+async def validate_upload(upload: dict[str, Any]) -> dict[str, Any]:
+    """Type, limits and hash of one blob version; accepted, rejected or unchanged."""
+    return await validate_upload_step(upload, await get_services())
+
+
+@app.activity_trigger(input_name="payload")
+async def extract_layout(payload: dict[str, Any]) -> dict[str, Any]:
+    """One page range's layout, from the engine each page deserves."""
+    return await extract_layout_step(payload, await get_services())
+
+
+@app.activity_trigger(input_name="payload")
+async def merge_layout(payload: dict[str, Any]) -> dict[str, Any]:
+    """Page ranges joined in order; continued tables merged."""
+    return await merge_layout_step(payload, await get_services())
+
+
+@app.activity_trigger(input_name="payload")
+async def describe_figures(payload: dict[str, Any]) -> dict[str, Any]:
+    """Figure descriptions, cached by image hash."""
+    return await describe_figures_step(payload, await get_services())
+
+
+@app.activity_trigger(input_name="job")
+async def chunk_document(job: dict[str, Any]) -> dict[str, Any]:
+    """The layout cut into token-sized chunks with headings and pages."""
+    return await chunk_document_step(job, await get_services())
+
+
+@app.activity_trigger(input_name="payload")
+async def embed_chunks(payload: dict[str, Any]) -> dict[str, Any]:
+    """One batch of chunks embedded."""
+    return await embed_chunks_step(payload, await get_services())
+
+
+@app.activity_trigger(input_name="payload")
+async def index_document(payload: dict[str, Any]) -> dict[str, Any]:
+    """The new version staged, committed and recorded."""
+    return await index_document_step(payload, await get_services())
+
+
+@app.activity_trigger(input_name="payload")
+async def fail_document(payload: dict[str, Any]) -> dict[str, Any]:
+    """The failure recorded; the blob kept and tagged; half-work discarded."""
+    return await fail_document_step(payload, await get_services())

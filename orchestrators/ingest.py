@@ -1,20 +1,54 @@
-"""The `ingest` orchestration: one uploaded blob becomes a recorded, inspected document.
+"""The `ingest` orchestration: one blob version becomes searchable chunks with page citations.
 
-Deterministic: it only schedules activities and reports progress through the custom status,
-so replaying it after a crash gives the same decisions.
+validate -> extract layout (fanned out over page ranges) -> merge -> describe figures (fanned
+out) -> chunk -> embed (fanned out) -> index (stage, then commit). Deterministic: it only
+schedules activities, reads `current_utc_datetime` (replay-safe) for step timings and reports
+progress through the custom status. Any failure ends in `fail_document`, which records the
+reason, keeps the blob (tagged) and discards a half-written version.
 """
 
 from __future__ import annotations
 
 from collections.abc import Generator
+from datetime import datetime
 from typing import Any
 
 import azure.durable_functions as df
 
-# Transient storage or Cosmos failures (throttling, timeouts) deserve a few spaced retries.
+# Transient failures (throttling, timeouts, 5xx) get spaced retries; the activities raise
+# permanent problems as a rejection result instead, so they are not retried.
 TRANSIENT_RETRY = df.RetryOptions(
     first_retry_interval_in_milliseconds=2000, max_number_of_attempts=4
 )
+FIGURES_PER_ACTIVITY = 8
+
+# Percent reached when each step completes.
+PROGRESS = {
+    "validate": 5,
+    "extract": 55,
+    "merge": 60,
+    "figures": 70,
+    "chunk": 75,
+    "embed": 90,
+    "index": 100,
+}
+
+
+class PermanentFailure(Exception):
+    """An activity reported a problem retrying cannot fix (it returns it rather than raise)."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+def require(result: Any) -> Any:
+    """Raises the first permanent failure an activity (or a fan-out of them) reported."""
+    for item in result if isinstance(result, list) else [result]:
+        if isinstance(item, dict) and item.get("failed"):
+            raise PermanentFailure(item["failed"]["code"], item["failed"]["reason"])
+    return result
 
 
 def progress(step: str, percent: int, **details: Any) -> dict[str, Any]:
@@ -22,10 +56,155 @@ def progress(step: str, percent: int, **details: Any) -> dict[str, Any]:
     return {"step": step, "percent": percent, **details}
 
 
+def page_batches(page_count: int, pages_per_batch: int) -> list[dict[str, int]]:
+    """Page ranges of at most `pages_per_batch` pages covering the document, in order."""
+    return [
+        {"first": first, "last": min(first + pages_per_batch - 1, page_count)}
+        for first in range(1, page_count + 1, pages_per_batch)
+    ]
+
+
+def groups(items: list[Any], size: int) -> list[list[Any]]:
+    """Consecutive groups of at most `size` items."""
+    return [items[start : start + size] for start in range(0, len(items), size)]
+
+
+class _Clock:
+    """Step timings from the orchestration's replay-safe clock."""
+
+    def __init__(self, context: df.DurableOrchestrationContext) -> None:
+        self.context = context
+        self.last: datetime = context.current_utc_datetime
+        self.timings: dict[str, float] = {}
+
+    def lap(self, step: str) -> None:
+        now = self.context.current_utc_datetime
+        self.timings[step] = round((now - self.last).total_seconds(), 3)
+        self.last = now
+
+
 def ingest(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str, Any]]:
-    """Inspects the upload (type, size, hash) and records the document."""
+    """Runs the pipeline for the upload in the input; returns the outcome."""
     upload = context.get_input()
-    context.set_custom_status(progress("inspect", 0))
-    inspected = yield context.call_activity_with_retry("inspect_upload", TRANSIENT_RETRY, upload)
-    context.set_custom_status(progress("done", 100, outcome=inspected["outcome"]))
-    return inspected
+    clock = _Clock(context)
+    context.set_custom_status(progress("validate", 0))
+    checked = yield context.call_activity_with_retry("validate_upload", TRANSIENT_RETRY, upload)
+    if checked["outcome"] != "accepted":
+        # rejected (already recorded as failed), unchanged, superseded or missing
+        context.set_custom_status(progress("done", 100, outcome=checked["outcome"]))
+        return checked
+    job = checked["job"]
+    clock.lap("validate")
+    try:
+        result = yield from _index_version(context, job, clock)
+    except PermanentFailure as failure:
+        return (yield from _fail(context, job, failure.code, failure.reason))
+    except Exception as error:  # retries exhausted: the activity's last error, first line
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        return (yield from _fail(context, job, "step_failed", reason))
+    context.set_custom_status(progress("done", 100, outcome="indexed", **result["counts"]))
+    return result
+
+
+def _fail(
+    context: df.DurableOrchestrationContext, job: dict[str, Any], code: str, reason: str
+) -> Generator[Any, Any, dict[str, Any]]:
+    """Records the failure (the blob is kept and tagged; a half-written version discarded)."""
+    step = (context.custom_status or {}).get("step")
+    failure = {"job": job, "step": step, "code": code, "reason": reason}
+    yield context.call_activity_with_retry("fail_document", TRANSIENT_RETRY, failure)
+    context.set_custom_status(progress("failed", 100, step_failed=step, reason=reason))
+    return {"outcome": "failed", "code": code, "reason": reason, "document_id": job["document_id"]}
+
+
+def _index_version(
+    context: df.DurableOrchestrationContext, job: dict[str, Any], clock: _Clock
+) -> Generator[Any, Any, dict[str, Any]]:
+    """Extraction through indexing for an accepted document version."""
+    batches = page_batches(job["page_count"], job["pages_per_batch"])
+    context.set_custom_status(progress("extract", PROGRESS["validate"], batches=len(batches)))
+    parts = require(
+        (
+            yield context.task_all(
+                [
+                    context.call_activity_with_retry(
+                        "extract_layout", TRANSIENT_RETRY, {"job": job, "pages": batch}
+                    )
+                    for batch in batches
+                ]
+            )
+        )
+    )
+    clock.lap("extract")
+
+    context.set_custom_status(progress("merge", PROGRESS["extract"]))
+    merged = require(
+        (
+            yield context.call_activity_with_retry(
+                "merge_layout", TRANSIENT_RETRY, {"job": job, "parts": parts}
+            )
+        )
+    )
+    clock.lap("merge")
+
+    context.set_custom_status(
+        progress("figures", PROGRESS["merge"], figures=len(merged["figures"]))
+    )
+    described = require(
+        (
+            yield context.task_all(
+                [
+                    context.call_activity_with_retry(
+                        "describe_figures", TRANSIENT_RETRY, {"job": job, "figures": group}
+                    )
+                    for group in groups(merged["figures"], FIGURES_PER_ACTIVITY)
+                ]
+            )
+        )
+    )
+    clock.lap("figures")
+
+    context.set_custom_status(progress("chunk", PROGRESS["figures"]))
+    chunked = require(
+        (yield context.call_activity_with_retry("chunk_document", TRANSIENT_RETRY, job))
+    )
+    clock.lap("chunk")
+
+    context.set_custom_status(progress("embed", PROGRESS["chunk"], chunks=chunked["chunks"]))
+    require(
+        (
+            yield context.task_all(
+                [
+                    context.call_activity_with_retry(
+                        "embed_chunks", TRANSIENT_RETRY, {"job": job, "batch": batch}
+                    )
+                    for batch in chunked["batches"]
+                ]
+            )
+        )
+    )
+    clock.lap("embed")
+
+    context.set_custom_status(progress("index", PROGRESS["embed"]))
+    summary = {
+        "counts": {
+            "pages": job["page_count"],
+            "tables": merged["tables"],
+            "figures": len(merged["figures"]),
+            "figures_described": sum(item["described"] for item in described),
+            "chunks": chunked["chunks"],
+        },
+        "engines": merged["engines"],
+        "cost_usd": merged["cost_usd"],
+        "figure_hashes": [figure["sha256"] for figure in merged["figures"]],
+        "timings": clock.timings,
+    }
+    indexed = require(
+        (
+            yield context.call_activity_with_retry(
+                "index_document", TRANSIENT_RETRY, {"job": job, "summary": summary}
+            )
+        )
+    )
+    clock.lap("index")
+    return {**indexed, **summary, "timings": clock.timings}

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 from azure.storage.blob.aio import BlobServiceClient
 
@@ -14,19 +16,93 @@ from shared.credentials import get_credential
 from shared.health import DependencyProbe
 from shared.provisioning import create_local_resources
 
+if TYPE_CHECKING:
+    from shared.documents.engines.base import FigureDescriber, LayoutEngine
+    from shared.embeddings import Embedder
+
 log = logging.getLogger(__name__)
 
-DOCUMENTS = cosmos.ContainerSpec("documents", "/tenant")
-CONTAINERS: tuple[cosmos.ContainerSpec, ...] = (DOCUMENTS,)
+# Partitioned by tenant: every query of the API and of retrieval is scoped to one tenant. (One
+# logical partition holds at most 20 GB; a tenant beyond that needs a hierarchical key.)
+CONTAINERS: tuple[cosmos.ContainerSpec, ...] = (
+    cosmos.ContainerSpec("documents", "/tenant"),
+    cosmos.ContainerSpec("chunks", "/tenant"),
+    cosmos.ContainerSpec("manifests", "/tenant"),
+    cosmos.ContainerSpec("figures", "/id"),  # figure descriptions by image hash
+)
+LOCAL_EMBEDDING_MODEL = "all-MiniLM-L6-v2-int8"
 
 
-@dataclass(frozen=True)
+@dataclass
 class Services:
-    """Clients shared by every invocation in this worker process."""
+    """Clients and engines shared by every invocation in this worker process.
+
+    Engines are built on first use: an instance that only serves HTTP never loads OCR or the
+    embedding model.
+    """
 
     settings: Settings
     blobs: BlobServiceClient
     store: cosmos.CosmosStore
+
+    def _key_or_credential(self, key: str | None) -> Any:
+        from azure.core.credentials import AzureKeyCredential
+
+        return AzureKeyCredential(key) if key else get_credential(self.settings)
+
+    @cached_property
+    def local_engine(self) -> LayoutEngine:
+        """The offline extractor (pdfplumber, python-docx/pptx, OCR)."""
+        from shared.documents.engines.local import LocalEngine
+
+        return LocalEngine()
+
+    @cached_property
+    def azure_engine(self) -> LayoutEngine | None:
+        """Document Intelligence, when configured."""
+        settings = self.settings
+        if not settings.document_intelligence_endpoint:
+            return None
+        from shared.documents.engines.azure_layout import DocumentIntelligenceEngine
+
+        return DocumentIntelligenceEngine(
+            settings.document_intelligence_endpoint,
+            self._key_or_credential(settings.document_intelligence_key),
+            price_per_page_usd=settings.document_intelligence_price_per_page,
+        )
+
+    @cached_property
+    def describer(self) -> FigureDescriber:
+        """Azure Vision when configured, else a description from OCR and image properties."""
+        settings = self.settings
+        if settings.vision_endpoint:
+            from shared.documents.engines.azure_vision import ImageAnalysisDescriber
+
+            return ImageAnalysisDescriber(
+                settings.vision_endpoint, self._key_or_credential(settings.vision_key)
+            )
+        from shared.documents.engines.local.figures import LocalFigureDescriber
+
+        return LocalFigureDescriber()
+
+    @property
+    def embedder_model(self) -> str:
+        """The embedding model's name, known without loading it."""
+        if self.settings.embedding_endpoint:
+            return self.settings.embedding_deployment
+        return LOCAL_EMBEDDING_MODEL
+
+    @cached_property
+    def embedder(self) -> Embedder:
+        """Azure OpenAI embeddings when configured, else all-MiniLM-L6-v2 on ONNX Runtime."""
+        settings = self.settings
+        if settings.embedding_endpoint:
+            from shared.embeddings.azure_openai import AzureOpenAIEmbedder
+
+            return AzureOpenAIEmbedder.from_settings(settings, get_credential)
+        from shared.embeddings.local import LocalEmbedder
+
+        return LocalEmbedder()
 
 
 _services: Services | None = None
@@ -53,7 +129,9 @@ def build_services(settings: Settings) -> Services:
 def provision(settings: Settings) -> None:
     """Creates blob and Cosmos containers at start-up when configured (local runs)."""
     if settings.create_resources:
-        create_local_resources(settings, [settings.uploads_container], CONTAINERS)
+        create_local_resources(
+            settings, [settings.uploads_container, settings.work_container], CONTAINERS
+        )
 
 
 async def get_services() -> Services:

@@ -1,0 +1,201 @@
+"""The chunk index in Cosmos: deterministic chunk ids, manifests, stage-then-commit writes.
+
+A document version is indexed in two moves so a failed re-ingestion never leaves a half index:
+new chunks are written `staged` (invisible to retrieval, which reads only `live` ones), then
+committed: flipped to `live`, the chunks the new version no longer has are deleted, and the
+manifest is replaced. Chunks whose content did not change keep their id and are not touched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from shared.cosmos import CosmosStore, PreconditionFailed
+
+CHUNKS = "chunks"
+MANIFESTS = "manifests"
+FIGURES = "figures"
+STAGED = "staged"
+LIVE = "live"
+INDEX_META_ID = "index-meta"
+INDEX_META_TENANT = "_index"
+
+
+class EmbeddingMismatch(Exception):
+    """The index holds vectors of another model or dimension: mixing them is refused."""
+
+
+@dataclass(frozen=True)
+class ChunkDraft:
+    """A chunk ready to index: text, citation data and its embedding."""
+
+    kind: str
+    text: str
+    pages: list[int]
+    headings: list[str]
+    embedding: list[float]
+
+
+def chunk_ids(doc_id: str, drafts: list[ChunkDraft], embedding_model: str) -> list[str]:
+    """Ids from document id + content hash + ordinal among identical contents.
+
+    The ordinal counts repeats of the same content, not the position, so inserting a paragraph
+    near the top does not renumber every chunk after it. The model is hashed in: re-embedding
+    with another model is a new set of chunks.
+    """
+    seen: Counter[str] = Counter()
+    ids = []
+    for draft in drafts:
+        material = "\x1f".join(
+            [embedding_model, draft.kind, ",".join(map(str, draft.pages)), draft.text]
+        )
+        digest = hashlib.sha256(material.encode()).hexdigest()[:24]
+        ids.append(f"{doc_id}-{digest}-{seen[digest]}")
+        seen[digest] += 1
+    return ids
+
+
+async def check_embedding_space(store: CosmosStore, model: str, dimensions: int) -> None:
+    """Records the index's embedding model on first use; refuses another one afterwards."""
+    meta = await store.read(MANIFESTS, INDEX_META_ID, INDEX_META_TENANT)
+    if meta is None:
+        await store.upsert(
+            MANIFESTS,
+            {"id": INDEX_META_ID, "tenant": INDEX_META_TENANT, "model": model, "dim": dimensions},
+        )
+        return
+    if (meta["model"], meta["dim"]) != (model, dimensions):
+        raise EmbeddingMismatch(
+            f"the index holds {meta['dim']}-d vectors of {meta['model']}; this ingestion made "
+            f"{dimensions}-d vectors of {model}. Mixing them would break search: re-index every "
+            "document with one model, or use a separate COSMOS_DATABASE."
+        )
+
+
+def chunk_item(
+    chunk_id: str, draft: ChunkDraft, document: dict[str, Any], model: str
+) -> dict[str, Any]:
+    """The Cosmos item of one chunk."""
+    return {
+        "id": chunk_id,
+        "tenant": document["tenant"],
+        "document_id": document["id"],
+        "document_name": document["name"],
+        "media_type": document["media_type"],
+        "acl": document["acl"],
+        "kind": draft.kind,
+        "text": draft.text,
+        "pages": draft.pages,
+        "headings": draft.headings,
+        "embedding": draft.embedding,
+        "embedding_model": model,
+        "embedding_dim": len(draft.embedding),
+        "version": document["sha256"],
+        "status": STAGED,
+    }
+
+
+async def read_manifest(store: CosmosStore, tenant: str, doc_id: str) -> dict[str, Any] | None:
+    """The manifest of the version currently searchable."""
+    return await store.read(MANIFESTS, doc_id, tenant)
+
+
+async def stage_chunks(
+    store: CosmosStore, items: list[dict[str, Any]], live_ids: set[str]
+) -> list[str]:
+    """Writes the chunks the searchable version lacks as `staged`; returns their ids."""
+    staged = []
+    for item in items:
+        if item["id"] in live_ids:
+            continue  # same content, same id: leave it untouched
+        await store.upsert(CHUNKS, item)
+        staged.append(item["id"])
+    return staged
+
+
+async def commit_chunks(
+    store: CosmosStore,
+    tenant: str,
+    doc_id: str,
+    manifest: dict[str, Any],
+    previous: dict[str, Any] | None,
+) -> int:
+    """Makes this version's staged chunks live and deletes live chunks it no longer has.
+
+    The manifest is claimed first, conditionally on the one read before staging, so two
+    versions committing at once cannot both win. The rest is derived from the chunks actually
+    stored, so a commit interrupted half-way converges when it runs again.
+    """
+    item = {"id": doc_id, "tenant": tenant, **manifest}
+    if previous is None:
+        await store.create(MANIFESTS, item)
+    elif (
+        previous.get("version") != manifest["version"]
+        or previous["chunk_ids"] != manifest["chunk_ids"]
+    ):
+        await store.replace(MANIFESTS, item, previous["_etag"])
+    kept = set(manifest["chunk_ids"])
+    stored = await store.query_partition(
+        CHUNKS, tenant, "c.document_id = @doc", {"@doc": doc_id}, select="c.id, c.status"
+    )
+    removed = 0
+    for chunk in stored:
+        if chunk["id"] in kept and chunk["status"] == STAGED:
+            operations = [{"op": "set", "path": "/status", "value": LIVE}]
+            await store.patch(CHUNKS, chunk["id"], tenant, operations)
+        elif chunk["id"] not in kept and chunk["status"] == LIVE:
+            removed += await store.delete(CHUNKS, chunk["id"], tenant)
+    return removed
+
+
+async def discard_staged(store: CosmosStore, tenant: str, doc_id: str) -> int:
+    """Deletes a failed version's staged chunks; live ones stay searchable."""
+    items = await store.query_partition(
+        CHUNKS,
+        tenant,
+        "c.document_id = @doc AND c.status = @staged",
+        {"@doc": doc_id, "@staged": STAGED},
+        select="c.id",
+    )
+    for item in items:
+        await store.delete(CHUNKS, item["id"], tenant)
+    return len(items)
+
+
+async def remove_document_index(store: CosmosStore, tenant: str, doc_id: str) -> dict[str, int]:
+    """Deletes every chunk, the manifest and the figure descriptions of a document."""
+    manifest = await read_manifest(store, tenant, doc_id)
+    chunks = await store.query_partition(
+        CHUNKS, tenant, "c.document_id = @doc", {"@doc": doc_id}, select="c.id"
+    )
+    for item in chunks:
+        await store.delete(CHUNKS, item["id"], tenant)
+    figures = 0
+    for figure_hash in (manifest or {}).get("figure_hashes", []):
+        figures += await store.delete(FIGURES, figure_hash, figure_hash)
+    if manifest is not None:
+        await store.delete(MANIFESTS, doc_id, tenant)
+    return {"chunks": len(chunks), "figures": figures}
+
+
+__all__ = [
+    "CHUNKS",
+    "FIGURES",
+    "LIVE",
+    "MANIFESTS",
+    "STAGED",
+    "ChunkDraft",
+    "EmbeddingMismatch",
+    "PreconditionFailed",
+    "check_embedding_space",
+    "chunk_ids",
+    "chunk_item",
+    "commit_chunks",
+    "discard_staged",
+    "read_manifest",
+    "remove_document_index",
+    "stage_chunks",
+]
