@@ -62,7 +62,8 @@ async def start_ingestion(client: df.DurableOrchestrationClient, upload: Upload)
         )
         return None
     try:
-        await client.start_new(INGEST_ORCHESTRATOR, instance_id, upload.as_input())
+        payload = {**upload.as_input(), "instance_id": instance_id}
+        await client.start_new(INGEST_ORCHESTRATOR, instance_id, payload)
     except Exception:
         # A concurrent duplicate event may have started it between our check and our start.
         if await client.get_status(instance_id):

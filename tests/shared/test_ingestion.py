@@ -116,7 +116,8 @@ async def test_new_upload_starts_ingest_with_the_derived_id() -> None:
     client = FakeClient(statuses=[None])
     instance_id = await start_ingestion(client, UPLOAD)
     assert instance_id == ingest_instance_id(UPLOAD)
-    assert client.starts == [(INGEST_ORCHESTRATOR, instance_id, UPLOAD.as_input())]
+    expected_input = {**UPLOAD.as_input(), "instance_id": instance_id}
+    assert client.starts == [(INGEST_ORCHESTRATOR, instance_id, expected_input)]
 
 
 async def test_start_lost_to_a_concurrent_duplicate_is_a_no_op() -> None:
