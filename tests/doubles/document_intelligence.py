@@ -128,7 +128,9 @@ class DocumentIntelligenceDouble(HttpDouble):
         if problem is not None:
             return problem
         if model != MODEL_ID:
-            return error_response(404, "ModelNotFound", f"The requested model '{model}' was not found.")
+            return error_response(
+                404, "ModelNotFound", f"The requested model '{model}' was not found."
+            )
         content = _document_bytes(request.content_type, await request.read())
         if not content.startswith(_ACCEPTED_SIGNATURES):
             return error_response(
@@ -165,7 +167,9 @@ class DocumentIntelligenceDouble(HttpDouble):
             },
         )
 
-    def _start_operation(self, document: ScriptedDocument, pages: list[int], output: str) -> Operation:
+    def _start_operation(
+        self, document: ScriptedDocument, pages: list[int], output: str
+    ) -> Operation:
         now = _timestamp()
         operation = Operation(
             id=str(uuid.uuid4()),
@@ -192,9 +196,7 @@ class DocumentIntelligenceDouble(HttpDouble):
         }
         if body["status"] in ("notStarted", "running"):
             # Only unfinished operations carry Retry-After, as the service does.
-            return web.json_response(
-                body, headers={"Retry-After": str(self.retry_after)}
-            )
+            return web.json_response(body, headers={"Retry-After": str(self.retry_after)})
         if operation.error is not None:
             body["error"] = {**operation.error, "innererror": dict(operation.error)}
         else:
@@ -222,8 +224,7 @@ def _check_api_version(request: web.Request) -> web.Response | None:
     return error_response(
         404,
         "404",
-        "Resource not found: unsupported api-version "
-        f"{request.query.get('api-version')!r}.",
+        f"Resource not found: unsupported api-version {request.query.get('api-version')!r}.",
     )
 
 
@@ -310,10 +311,17 @@ class AnalyzeResultBuilder:
         span["length"] = len(self.content) - span["offset"]
 
     def paragraph(
-        self, page: int, text: str, role: str | None = None, *, height: float = LINE_HEIGHT_INCH
+        self,
+        page: int,
+        text: str,
+        role: str | None = None,
+        *,
+        height: float = LINE_HEIGHT_INCH,
+        left: float = 1.0,
+        right: float = 7.5,
     ) -> int:
         """Adds a paragraph (one line of words) and returns its index."""
-        span, polygon = self._text(page, text, left=1.0, right=7.5, height=height)
+        span, polygon = self._text(page, text, left=left, right=right, height=height)
         paragraph: dict[str, Any] = {
             "spans": [span],
             "boundingRegions": [{"pageNumber": page, "polygon": polygon}],
@@ -324,9 +332,7 @@ class AnalyzeResultBuilder:
         self.paragraphs.append(paragraph)
         return len(self.paragraphs) - 1
 
-    def table(
-        self, page: int, rows: list[list[dict[str, Any]]], caption: str | None = None
-    ) -> int:
+    def table(self, page: int, rows: list[list[dict[str, Any]]], caption: str | None = None) -> int:
         """Adds a table from rows of cells ({content, kind?, rowSpan?, columnSpan?}, None for a
         slot covered by a span); cell texts are paragraphs too, as the service lists them."""
         caption_index = self.paragraph(page, caption) if caption else None
@@ -352,15 +358,16 @@ class AnalyzeResultBuilder:
         self.tables.append(table)
         return len(self.tables) - 1
 
-    def figure(
-        self, page: int, inner_text: Iterable[str] = (), caption: str | None = None
-    ) -> int:
+    def figure(self, page: int, inner_text: Iterable[str] = (), caption: str | None = None) -> int:
         """Adds a figure (its inner text becomes paragraphs, as the service does) and returns its
         index; figure ids are "{page}.{n}"."""
         top = self._cursor[page]
-        self._cursor[page] += 2.5  # the drawing itself
+        self._cursor[page] += 0.2  # text printed inside the drawing, below its top edge
         start = self._next_offset()
-        elements = [f"/paragraphs/{self.paragraph(page, text)}" for text in inner_text]
+        elements = [
+            f"/paragraphs/{self.paragraph(page, text, left=1.7, right=5.3)}" for text in inner_text
+        ]
+        self._cursor[page] = top + 2.5  # the drawing's height
         number = 1 + sum(1 for figure in self.figures if figure["id"].startswith(f"{page}."))
         figure: dict[str, Any] = {
             "id": f"{page}.{number}",
@@ -436,12 +443,23 @@ class AnalyzeResultBuilder:
         polygon = _box(left, top, right, top + height)
         self._add_words(page, text, offset, left, right, top, height)
         self.pages[page]["lines"].append(
-            {"content": text, "polygon": polygon, "spans": [{"offset": offset, "length": len(text)}]}
+            {
+                "content": text,
+                "polygon": polygon,
+                "spans": [{"offset": offset, "length": len(text)}],
+            }
         )
         return {"offset": offset, "length": len(text)}, polygon
 
     def _add_words(
-        self, page: int, text: str, offset: int, left: float, right: float, top: float, height: float
+        self,
+        page: int,
+        text: str,
+        offset: int,
+        left: float,
+        right: float,
+        top: float,
+        height: float,
     ) -> None:
         step = (right - left) / max(len(text), 1)
         position = 0
@@ -475,18 +493,18 @@ class AnalyzeResultBuilder:
             if kind == "sections":
                 yield from self._element_offsets(self.sections[int(position)]["elements"])
                 continue
-            element = {"paragraphs": self.paragraphs, "tables": self.tables, "figures": self.figures}[
-                kind
-            ][int(position)]
+            element = {
+                "paragraphs": self.paragraphs,
+                "tables": self.tables,
+                "figures": self.figures,
+            }[kind][int(position)]
             for span in element["spans"]:
                 yield span["offset"], span["offset"] + span["length"]
 
 
 def _box(left: float, top: float, right: float, bottom: float) -> list[float]:
     """A clockwise polygon from the top-left corner, as the service gives it."""
-    return [
-        round(value, 4) for value in (left, top, right, top, right, bottom, left, bottom)
-    ]
+    return [round(value, 4) for value in (left, top, right, top, right, bottom, left, bottom)]
 
 
 def sample_table_rows(page: int) -> list[list[dict[str, Any] | None]]:
@@ -498,8 +516,11 @@ def sample_table_rows(page: int) -> list[list[dict[str, Any] | None]]:
             {**header, "content": "Quarter"},
             {**header, "content": "Revenue"},
         ],
-        [{"content": "North", "kind": "rowHeader", "rowSpan": 2}, {"content": "Q1"},
-         {"content": f"{10 + page}"}],
+        [
+            {"content": "North", "kind": "rowHeader", "rowSpan": 2},
+            {"content": "Q1"},
+            {"content": f"{10 + page}"},
+        ],
         [None, {"content": "Q2"}, {"content": f"{12 + page}"}],
         [{"content": "South", "kind": "rowHeader"}, {"content": "Q1"}, {"content": "7"}],
         [{"content": "Total", "columnSpan": 2}, None, {"content": f"{29 + 2 * page}"}],
@@ -537,12 +558,16 @@ def _add_chapter(builder: AnalyzeResultBuilder, page: int) -> None:
     )
     elements = [f"/paragraphs/{subheading}", f"/paragraphs/{details}"]
     if page % 3 == 2:
-        table = builder.table(page, sample_table_rows(page), caption=f"Table {page}: Revenue by region")
+        table = builder.table(
+            page, sample_table_rows(page), caption=f"Table {page}: Revenue by region"
+        )
         footnote = builder.paragraph(page, "* Unaudited figures.", "footnote")
         elements += [f"/tables/{table}", f"/paragraphs/{footnote}"]
     elif page % 3 == 0:
         chart = builder.figure(
-            page, inner_text=["Revenue 2024", "Q1 Q2 Q3 Q4"], caption=f"Figure {page}: Revenue by quarter"
+            page,
+            inner_text=["Revenue 2024", "Q1 Q2 Q3 Q4"],
+            caption=f"Figure {page}: Revenue by quarter",
         )
         elements.append(f"/figures/{chart}")
     else:

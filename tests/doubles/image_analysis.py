@@ -94,8 +94,9 @@ class ImageAnalysisDouble(HttpDouble):
                 "values": [{"name": name, "confidence": score} for name, score in self.tags]
             }
         if "read" in features:
-            result["readResult"] = {"blocks": [{"lines": [_line(text, row) for row, text in
-                                                          enumerate(self.lines)]}]}
+            result["readResult"] = {
+                "blocks": [{"lines": [_line(text, row) for row, text in enumerate(self.lines)]}]
+            }
         return result
 
 

@@ -14,6 +14,7 @@ import io
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import Enum
 from typing import Any
 
 from azure.ai.documentintelligence.aio import DocumentIntelligenceClient
@@ -161,7 +162,18 @@ def _parse_delay(value: str, scale: float) -> float | None:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
+    if when.tzinfo is None:  # HTTP dates are GMT; a zone-less one is taken as such
+        when = when.replace(tzinfo=UTC)
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def check_endpoint(endpoint: str, credential: Credential) -> None:
+    """Refuses a token credential on plain HTTP up front: azure-core would refuse it on every
+    request with a ServiceRequestError, which reads like a network fault."""
+    if not isinstance(credential, AzureKeyCredential) and not endpoint.lower().startswith(
+        "https://"
+    ):
+        raise ValueError(f"bearer-token credentials need an https endpoint, not {endpoint!r}")
 
 
 def sendable_document(source: SourceDocument) -> bytes:
@@ -211,6 +223,7 @@ class DocumentIntelligenceEngine:
         figure_concurrency: int = 4,
         **client_options: Any,
     ) -> None:
+        check_endpoint(endpoint, credential)
         self.endpoint = endpoint
         self.price_per_page_usd = price_per_page_usd
         self.timeout_seconds = timeout_seconds
@@ -296,9 +309,13 @@ def _record_image_sizes(figures: list[Figure], images: Mapping[str, bytes]) -> N
     """Sets each figure's pixel size from its PNG header (decides tiny-figure skipping)."""
     for figure in figures:
         png = images.get(figure.id)
-        if png:
+        if not png:
+            continue
+        try:
             with Image.open(io.BytesIO(png)) as image:
                 figure.width_px, figure.height_px = image.size
+        except (UnidentifiedImageError, OSError):
+            continue  # sizes stay unknown; describing the image will report the fault
 
 
 # --- AnalyzeResult -> Layout -------------------------------------------------------------
@@ -339,7 +356,7 @@ def _page(page: Any, price_per_page_usd: float) -> Page:
         engine=ENGINE_NAME,
         width=page.width,
         height=page.height,
-        unit=page.unit,
+        unit=_plain(page.unit),
         cost_usd=price_per_page_usd,
         word_count=len(page.words or []),
     )
@@ -361,7 +378,7 @@ def _paragraphs(
             text=paragraph.content,
             page=page,
             order=0,
-            role=paragraph.role,
+            role=_plain(paragraph.role),
             heading_level=_heading_level(paragraph, depths.get(index)),
             region=_region(paragraph.bounding_regions),
         )
@@ -409,7 +426,7 @@ def _cell(cell: Any) -> TableCell:
         content=cell.content,
         row_span=cell.row_span or 1,
         column_span=cell.column_span or 1,
-        kind=cell.kind or CONTENT,
+        kind=_plain(cell.kind) or CONTENT,
     )
 
 
@@ -514,7 +531,7 @@ def _pointer_indexes(pointers: Iterable[str] | None, kind: str) -> list[int]:
     """The indexes of JSON pointers like "/paragraphs/3" that point into `kind`."""
     indexes = []
     for pointer in pointers or []:
-        _, found, position = (pointer.split("/") + ["", ""])[:3]
+        _, found, position = [*pointer.split("/"), "", ""][:3]
         if found == kind and position.isdigit():
             indexes.append(int(position))
     return indexes
@@ -559,6 +576,11 @@ def _ranges(spans: Iterable[DocumentSpan] | None) -> list[tuple[int, int]]:
 def _within(span: DocumentSpan, ranges: list[tuple[int, int]]) -> bool:
     end = span.offset + span.length
     return any(start <= span.offset and end <= stop for start, stop in ranges)
+
+
+def _plain(value: str | Enum | None) -> str | None:
+    """The SDK gives some strings as str-Enums; the layout holds plain strings (JSON, equality)."""
+    return value.value if isinstance(value, Enum) else value
 
 
 def _start(spans: Sequence[DocumentSpan] | None) -> float:
