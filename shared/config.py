@@ -221,8 +221,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "MAX_EXPANDED_BYTES",
         "max_expanded_bytes",
-        "Largest total uncompressed size of a DOCX/PPTX (zip) archive: the decompression-bomb "
-        "guard.",
+        "Largest decoded size of a DOCX/PPTX archive (all members uncompressed) or of an image "
+        "(width x height x bands): the decompression-bomb guard.",
         default=str(500 * 1024 * 1024),
         parse=_positive_integer,
     ),

@@ -81,7 +81,7 @@ class Services:
             return ImageAnalysisDescriber(
                 settings.vision_endpoint, self._key_or_credential(settings.vision_key)
             )
-        from shared.documents.engines.local.figures import LocalFigureDescriber
+        from shared.documents.engines.local_describer import LocalFigureDescriber
 
         return LocalFigureDescriber()
 

