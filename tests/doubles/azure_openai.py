@@ -48,7 +48,10 @@ class AzureOpenAIDouble(HttpDouble):
         deployments: dict[str, str] | None = None,
     ) -> None:
         super().__init__(key=key)
-        self.deployments = deployments or {"text-embedding-3-small": "text-embedding-3-small"}
+        self.deployments = {
+            "text-embedding-3-small": "text-embedding-3-small",
+            **(deployments or {}),
+        }
 
     def routes(self) -> list[web.RouteDef]:
         """The embeddings route."""

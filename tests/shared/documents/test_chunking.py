@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import random
 
 import pytest
@@ -126,7 +127,7 @@ def test_long_sections_overlap_and_keep_sentences_whole() -> None:
     layout = Layout(paragraphs=[Paragraph(prose("overlap", 30), 1, 0)])
     chunks = chunk_layout(layout, ChunkingOptions(max_tokens=80, overlap_tokens=30))
     assert len(chunks) > 3
-    for previous, current in zip(chunks, chunks[1:], strict=False):
+    for previous, current in itertools.pairwise(chunks):
         last_sentence = previous.text.rsplit(". ", 1)[-1]
         assert last_sentence in current.text  # the overlap repeats the previous tail
     for chunk in chunks:
@@ -214,7 +215,6 @@ def test_big_table_is_split_between_rows_with_the_header_in_every_part() -> None
     options = ChunkingOptions(max_tokens=120, overlap_tokens=10)
     parts = chunk_layout(layout, options)
     assert len(parts) > 3
-    expected_rows = [f"| Item {index} | {index * 7}.50 | note for item {index} |" for index in rows]
     seen_rows: list[str] = []
     for number, part in enumerate(parts, start=1):
         assert part.kind == "table" and part.table_id == "big" and part.pages == [2]
@@ -252,7 +252,8 @@ def test_spanned_cells_repeat_and_header_rows_fold_into_one_line() -> None:
     table = Table("s", 1, 0, 4, 3, cells, [1])
     [chunk] = chunk_layout(Layout(tables=[table]), SMALL)
     assert chunk.text == (
-        "| Region | Revenue / 2023 | Revenue / 2024 |\n|---|---|---|\n| EU | 1 | 2 |\n| EU | 3 | 4 |"
+        "| Region | Revenue / 2023 | Revenue / 2024 |\n|---|---|---|\n"
+        "| EU | 1 | 2 |\n| EU | 3 | 4 |"
     )
 
 
