@@ -5,10 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from shared.documents.chunking import ChunkingOptions, chunk_layout
-
 from activities._common import failed, work_area
 from activities.merge_layout import MERGED
+from shared.documents.chunking import ChunkingOptions, chunk_layout
 from shared.documents.index import FIGURES
 from shared.documents.layout import FigureDescription, Layout
 from shared.services import Services
@@ -37,8 +36,10 @@ async def chunk_document(job: dict[str, Any], services: Services) -> dict[str, A
     layout = Layout.from_json(await work.get_json(MERGED))
     await _attach_descriptions(services, layout)
     settings = services.settings
+    # A chunk longer than the embedding model reads would be embedded truncated.
+    max_tokens = min(settings.chunk_max_tokens, services.embedder_max_tokens)
     options = ChunkingOptions(
-        max_tokens=settings.chunk_max_tokens, overlap_tokens=settings.chunk_overlap_tokens
+        max_tokens=max_tokens, overlap_tokens=min(settings.chunk_overlap_tokens, max_tokens // 4)
     )
     chunks = chunk_layout(layout, options)
     if not chunks:

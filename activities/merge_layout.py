@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.documents.chunking import merge_continued_tables
-
 from activities._common import work_area
+from shared.documents.chunking import merge_continued_tables
 from shared.documents.layout import Layout
 from shared.services import Services
 
@@ -23,7 +22,7 @@ async def merge_layout(payload: dict[str, Any], services: Services) -> dict[str,
         layout.extend(Layout.from_json(await work.get_json(part["layout"])))
         for engine, pages in part["engines"].items():
             engines.setdefault(engine, []).extend(pages)
-    layout.tables = merge_continued_tables(layout.tables)
+    layout.tables = merge_continued_tables(layout.tables, layout.paragraphs)
     await work.put_json(MERGED, layout.to_json())
     to_describe: dict[str, dict[str, Any]] = {}
     for figure in layout.figures:

@@ -150,18 +150,14 @@ def _index_version(
     context.set_custom_status(
         progress("figures", PROGRESS["merge"], figures=len(merged["figures"]))
     )
-    described = require(
-        (
-            yield context.task_all(
-                [
-                    context.call_activity_with_retry(
-                        "describe_figures", TRANSIENT_RETRY, {"job": job, "figures": group}
-                    )
-                    for group in groups(merged["figures"], FIGURES_PER_ACTIVITY)
-                ]
-            )
+    describing = [
+        context.call_activity_with_retry(
+            "describe_figures", TRANSIENT_RETRY, {"job": job, "figures": group}
         )
-    )
+        for group in groups(merged["figures"], FIGURES_PER_ACTIVITY)
+    ]
+    # task_all of nothing yields None: a document without figures skips the fan-out.
+    described = require((yield context.task_all(describing))) if describing else []
     clock.lap("figures")
 
     context.set_custom_status(progress("chunk", PROGRESS["figures"]))

@@ -302,6 +302,18 @@ SETTINGS: tuple[Setting, ...] = (
         default="text-embedding-3-small",
     ),
     Setting(
+        "AZURE_OPENAI_EMBEDDING_MODEL",
+        "embedding_model",
+        "The model behind the embeddings deployment (text-embedding-3-small, -3-large, ada-002).",
+        default="text-embedding-3-small",
+    ),
+    Setting(
+        "AZURE_OPENAI_EMBEDDING_DIMENSIONS",
+        "embedding_dimensions",
+        "Vector size to request from a text-embedding-3 model. Unset: the model's native size.",
+        parse=_positive_integer,
+    ),
+    Setting(
         "AZURE_OPENAI_API_VERSION",
         "openai_api_version",
         "Azure OpenAI data-plane API version.",
@@ -378,6 +390,8 @@ class Settings:
     figure_min_pixels: int
     embedding_endpoint: str | None
     embedding_deployment: str
+    embedding_model: str
+    embedding_dimensions: int | None
     openai_api_version: str
     openai_key: str | None
     embedding_batch_size: int

@@ -16,7 +16,7 @@ from opentelemetry import trace
 from shared.telemetry import tracer
 
 log = logging.getLogger(__name__)
-Handler = Callable[[func.HttpRequest], Awaitable[func.HttpResponse]]
+Handler = Callable[..., Awaitable[func.HttpResponse]]
 PROBLEM_JSON = "application/problem+json"
 
 
@@ -78,14 +78,14 @@ def endpoint(route: str) -> Callable[[Handler], Handler]:
 
     def decorate(handler: Handler) -> Handler:
         @functools.wraps(handler)
-        async def serve(req: func.HttpRequest) -> func.HttpResponse:
+        async def serve(req: func.HttpRequest, **bindings: Any) -> func.HttpResponse:
             with tracer().start_as_current_span(
                 f"HTTP {req.method} {route}",
                 kind=trace.SpanKind.SERVER,
                 attributes={"http.request.method": req.method, "http.route": route},
             ) as current:
                 try:
-                    response = await handler(req)
+                    response = await handler(req, **bindings)
                 except ProblemError as problem:
                     response = problem_response(problem, instance=route)
                 except Exception:

@@ -89,8 +89,19 @@ class Services:
     def embedder_model(self) -> str:
         """The embedding model's name, known without loading it."""
         if self.settings.embedding_endpoint:
-            return self.settings.embedding_deployment
+            return self.settings.embedding_model
         return LOCAL_EMBEDDING_MODEL
+
+    @property
+    def embedder_max_tokens(self) -> int:
+        """The longest input the embedding model reads (chunks are sized below it)."""
+        if self.settings.embedding_endpoint:
+            from shared.embeddings.azure_openai import AzureOpenAIEmbedder
+
+            return AzureOpenAIEmbedder.max_input_tokens
+        from shared.embeddings.local import LocalEmbedder
+
+        return LocalEmbedder.max_input_tokens
 
     @cached_property
     def embedder(self) -> Embedder:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,6 +54,7 @@ class Deployment:
 
         def done() -> dict[str, Any] | None:
             body = self.status(doc_id, tenant)
+            assert body.get("http", 200) < 500, body
             finished = body.get("state") in TERMINAL and body.get("updated", "") > since
             return body if finished else None
 
@@ -84,9 +84,7 @@ class Deployment:
         return self.blobs.get_blob_client(self.name, name).get_blob_tags()
 
 
-def deploy(
-    tmp_path: Path, emulators: EmulatorEndpoints, **overrides: str
-) -> Iterator[Deployment]:
+def deploy(tmp_path: Path, emulators: EmulatorEndpoints, **overrides: str) -> Iterator[Deployment]:
     """Starts the app in its own namespace; stops it afterwards."""
     name = f"t-{uuid.uuid4().hex[:16]}"
     host = start_app(tmp_path, app_environment(emulators, name, **overrides))
@@ -97,7 +95,9 @@ def deploy(
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory, emulators: EmulatorEndpoints) -> Iterator[Deployment]:
+def app(
+    tmp_path_factory: pytest.TempPathFactory, emulators: EmulatorEndpoints
+) -> Iterator[Deployment]:
     yield from deploy(
         tmp_path_factory.mktemp("ingestion"),
         emulators,
@@ -141,3 +141,185 @@ def test_bad_file_ends_failed_with_its_reason_and_is_kept(
     assert blob.download_blob().readall() == content  # never lost
     assert app.blob_tags(f"bad/{code}/{name}")["docgate-status"] == "failed"
     assert app.chunks(doc_id) == []
+
+
+# Every supported format becomes chunks with the right words on the right pages.
+
+
+def _words_on_pages(chunks: list[dict[str, Any]], words: str) -> list[int]:
+    return sorted({page for chunk in chunks if words in chunk["text"] for page in chunk["pages"]})
+
+
+FORMATS = [
+    ("report.pdf", documents.report_pdf, [(documents.REPORT_SECTIONS[2][1], 3)]),
+    ("scan.pdf", documents.scanned_pdf, [(documents.SCANNED_LINES[0], 1)]),
+    ("handbook.docx", documents.docx_document, [(documents.DOCX_INTRO, 1)]),
+    ("review.pptx", documents.pptx_deck, [(documents.PPTX_NOTE, 2)]),
+    ("scan.png", documents.text_png, [(documents.SCANNED_LINES[0], 1)]),
+    (
+        "pages.tiff",
+        documents.multipage_tiff,
+        [(p, i + 1) for i, p in enumerate(documents.TIFF_PAGES)],
+    ),
+    ("welcome.gif", documents.animated_gif, [(documents.GIF_TEXT, 1)]),
+    ("notes.txt", documents.plain_text, []),
+    ("guide.md", documents.markdown_text, [(documents.MARKDOWN_TITLE, 1)]),
+    ("policy.html", documents.html_text, [(documents.HTML_TITLE, 1)]),
+]
+
+
+@pytest.mark.parametrize(("name", "make", "expected"), FORMATS, ids=[n for n, _, _ in FORMATS])
+def test_each_format_becomes_chunks_with_pages(
+    app: Deployment, name: str, make: Any, expected: list[tuple[str, int]]
+) -> None:
+    doc_id = app.upload(f"formats/{name}", make())
+    status = app.wait_done(doc_id)
+    assert status["state"] == "succeeded", status.get("error")
+    chunks = app.chunks(doc_id)
+    assert chunks and all(chunk["status"] == "live" for chunk in chunks)
+    assert all(chunk["pages"] and chunk["embedding_dim"] == 384 for chunk in chunks)
+    for words, page in expected:
+        assert page in _words_on_pages(chunks, words), (words, text_of(chunks))
+    assert status["counts"]["chunks"] == len(chunks)
+    assert set(status["timings"]) >= {"validate", "extract", "chunk", "embed", "index"}
+    assert status["engines"]
+
+
+def test_a_table_continued_over_two_pages_is_one_table_with_its_header(app: Deployment) -> None:
+    doc_id = app.upload("tables/long.pdf", documents.long_table_pdf())
+    status = app.wait_done(doc_id)
+    assert status["state"] == "succeeded", status.get("error")
+    assert status["counts"]["tables"] == 1
+    tables = [chunk for chunk in app.chunks(doc_id) if chunk["kind"] == "table"]
+    assert tables
+    assert {page for chunk in tables for page in chunk["pages"]} == {1, 2}
+    header = " | ".join(documents.LONG_TABLE_HEADER)
+    assert all(header in chunk["text"] for chunk in tables)  # repeated in every part
+    rows = documents.long_table_rows()
+    for item, warehouse, quantity in (rows[0], rows[-1]):
+        assert any(f"{item} | {warehouse} | {quantity}" in chunk["text"] for chunk in tables)
+
+
+def test_ruled_table_cells_keep_their_rows_and_columns(app: Deployment) -> None:
+    doc_id = app.upload("tables/ruled.pdf", documents.ruled_table_pdf())
+    assert app.wait_done(doc_id)["state"] == "succeeded"
+    table_text = text_of([c for c in app.chunks(doc_id) if c["kind"] == "table"])
+    assert " | ".join(documents.TABLE_HEADER) in table_text
+    for row in documents.TABLE_ROWS:
+        assert " | ".join(row) in table_text
+
+
+# Re-uploads, deletion and reconciliation.
+
+
+def test_same_content_again_is_a_no_op(app: Deployment) -> None:
+    content = documents.report_pdf()
+    doc_id = app.upload("again/report.pdf", content)
+    first = app.wait_done(doc_id)
+    before = {chunk["id"]: chunk["_etag"] for chunk in app.chunks(doc_id)}
+    app.upload("again/report.pdf", content)  # same bytes, new blob version (ETag)
+    second = app.wait_done(doc_id, since=first["updated"])
+    assert second["state"] == "succeeded"
+    assert second["indexed"]["indexed_at"] == first["indexed"]["indexed_at"]
+    assert {chunk["id"]: chunk["_etag"] for chunk in app.chunks(doc_id)} == before
+
+
+def test_shrunk_content_leaves_no_orphans_and_keeps_unchanged_chunks(app: Deployment) -> None:
+    long_text = "\n\n".join(f"Section {i}. " + ("Cargo moved safely. " * 60) for i in range(8))
+    short_text = "\n\n".join(f"Section {i}. " + ("Cargo moved safely. " * 60) for i in range(2))
+    doc_id = app.upload("shrink/notes.txt", long_text.encode())
+    first = app.wait_done(doc_id)
+    before = {chunk["id"]: chunk["_etag"] for chunk in app.chunks(doc_id)}
+    app.upload("shrink/notes.txt", short_text.encode())
+    second = app.wait_done(doc_id, since=first["updated"])
+    after = {chunk["id"]: chunk["_etag"] for chunk in app.chunks(doc_id)}
+    assert 0 < len(after) < len(before)
+    assert set(after) == set(app.manifest(doc_id)["chunk_ids"])  # no orphans
+    unchanged = set(after) & set(before)
+    assert unchanged and all(after[cid] == before[cid] for cid in unchanged)  # untouched
+    assert second["counts"]["chunks"] == len(after)
+
+
+def test_delete_removes_everything(app: Deployment) -> None:
+    doc_id = app.upload("delete/figure.pdf", documents.figure_pdf())
+    assert app.wait_done(doc_id)["state"] == "succeeded"
+    figures = app.manifest(doc_id)["figure_hashes"]
+    assert figures and app.chunks(doc_id)
+    status, _, body = request(app.host, "DELETE", f"/api/documents/{doc_id}?tenant=contoso")
+    assert status == 200, body
+    assert body["removed"]["blob"] is True and body["removed"]["chunks"] > 0
+    assert app.chunks(doc_id) == [] and app.manifest(doc_id) is None
+    cache = app.database.get_container_client("figures")
+    assert not [item for item in cache.read_all_items() if item["id"] in figures]
+    with pytest.raises(ResourceNotFoundError):
+        app.blobs.get_blob_client(app.name, "delete/figure.pdf").get_blob_properties()
+    assert app.status(doc_id)["http"] == 404
+
+
+def test_a_blob_deleted_outside_the_api_loses_its_chunks(app: Deployment) -> None:
+    doc_id = app.upload("outside/notes.md", documents.markdown_text())
+    assert app.wait_done(doc_id)["state"] == "succeeded"
+    app.blobs.get_blob_client(app.name, "outside/notes.md").delete_blob()
+    wait_until(lambda: not app.chunks(doc_id), timeout=30, host=app.host)
+    assert app.manifest(doc_id) is None
+
+
+# The documents API.
+
+
+def test_upload_api_raw_and_multipart_then_list(app: Deployment) -> None:
+    status, headers, body = request(
+        app.host, "POST", "/api/documents?name=api/raw.txt&tenant=fabrikam",
+        body=b"Shipping rates change on the first of March.",
+        headers={"content-type": "text/plain"},
+    )  # fmt: skip
+    assert status == 202, body
+    assert body["status_url"] == f"/api/documents/{body['id']}"
+    assert headers["Location"] == body["status_url"]
+    boundary = "docgateboundary"
+    form = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="acl"\r\n\r\ngroup:finance\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="api/form.md"\r\n'
+        f"Content-Type: text/markdown\r\n\r\n# Rates\n\nRates are reviewed yearly.\r\n"
+        f"--{boundary}--\r\n"
+    ).encode()
+    status, _, multipart = request(
+        app.host, "POST", "/api/documents?tenant=fabrikam", body=form,
+        headers={"content-type": f"multipart/form-data; boundary={boundary}"},
+    )  # fmt: skip
+    assert status == 202, multipart
+    for doc in (body, multipart):
+        assert app.wait_done(doc["id"], tenant="fabrikam")["state"] == "succeeded"
+    assert app.chunks(multipart["id"], "fabrikam")[0]["acl"]["groups"] == ["finance"]
+    listed = request(app.host, "GET", "/api/documents?tenant=fabrikam")[2]["documents"]
+    assert {item["id"] for item in listed} == {body["id"], multipart["id"]}
+    assert request(app.host, "GET", "/api/documents?tenant=contoso")[2]["documents"]
+    assert body["id"] not in {
+        d["id"] for d in request(app.host, "GET", "/api/documents")[2]["documents"]
+    }
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status"),
+    [
+        ("POST", "/api/documents", b"no name given", 400),
+        ("POST", "/api/documents?name=empty.txt", b"", 400),
+        ("POST", "/api/documents?name=../../etc/passwd", b"x", 400),
+        ("POST", "/api/documents?name=big.bin", b"x" * (3 * 1024 * 1024 + 1), 413),
+        ("GET", "/api/documents/does-not-exist", None, 404),
+        ("DELETE", "/api/documents/does-not-exist", None, 404),
+        ("GET", "/api/documents?tenant=bad%20tenant", None, 400),
+    ],
+)
+def test_client_mistakes_are_problem_json_4xx(
+    app: Deployment, method: str, path: str, body: bytes | None, status: int
+) -> None:
+    code, headers, problem = request(app.host, method, path, body=body)
+    assert code == status, problem
+    assert headers["Content-Type"].startswith("application/problem+json")
+    assert problem["status"] == status and problem["detail"]
+
+
+def test_routes_need_a_key(app: Deployment) -> None:
+    assert request(app.host, "GET", "/api/documents", key=None)[0] == 401
+    assert request(app.host, "GET", "/api/health", key=None)[0] == 200

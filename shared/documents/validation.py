@@ -22,7 +22,6 @@ import hashlib
 import io
 import re
 import struct
-import threading
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -44,6 +43,7 @@ from shared.documents.detect import (
     MalformedDocument,
     describe,
 )
+from shared.documents.pdfium import PDFIUM_LOCK
 
 MIB = 1024 * 1024
 
@@ -81,7 +81,7 @@ _PILLOW_FORMATS = {
 }
 
 # PDFium is not thread-safe, and the Functions host runs activities on a thread pool.
-_PDFIUM_LOCK = threading.Lock()
+_PDFIUM_LOCK = PDFIUM_LOCK
 
 
 @dataclass(frozen=True)

@@ -96,13 +96,13 @@ class AzureOpenAIEmbedder:
         """From the app settings: the key when one is set (test doubles), else the credential."""
         if not settings.embedding_endpoint:
             raise ValueError("AZURE_OPENAI_EMBEDDING_ENDPOINT is not set")
-        # The deployment is named after its model (text-embedding-3-small by default); another
-        # name fails here, in _dimensions, rather than guessing a vector size.
+        # An unknown model fails here, in _dimensions, rather than guessing a vector size.
         return cls(
             endpoint=settings.embedding_endpoint,
             deployment=settings.embedding_deployment,
             api_version=settings.openai_api_version,
-            model=settings.embedding_deployment,
+            model=settings.embedding_model,
+            dimensions=settings.embedding_dimensions,
             api_key=settings.openai_key or None,
             credential=None if settings.openai_key else get_credential(settings),
         )

@@ -46,6 +46,7 @@ from shared.documents.layout import (
     Region,
     TableCell,
 )
+from shared.documents.pdfium import PDFIUM_LOCK
 
 TEXT_ENGINE = "pdfplumber"
 OCR_ENGINE = "rapidocr"
@@ -88,7 +89,7 @@ class _PageRead:
 def extract(content: bytes, pages: PageRange | None) -> ExtractedLayout:
     """The layout of `pages` (None: all) of the PDF in `content`."""
     builder = LayoutBuilder()
-    with _open(content) as (plumber, pdfium):
+    with PDFIUM_LOCK, _open(content) as (plumber, pdfium):
         numbers = _page_numbers(pages, len(plumber.pages))
         reads = [_read_page(plumber.pages[number - 1], pdfium[number - 1]) for number in numbers]
         body_size = _body_size(reads)
@@ -100,7 +101,7 @@ def extract(content: bytes, pages: PageRange | None) -> ExtractedLayout:
 
 def text_layer_pages(content: bytes, pages: PageRange) -> dict[int, bool]:
     """For each page in `pages`, whether it has a usable text layer (False: it needs OCR)."""
-    with _open(content) as (plumber, _):
+    with pdfplumber.open(io.BytesIO(content)) as plumber:
         numbers = _page_numbers(pages, len(plumber.pages))
         result = {}
         for number in numbers:
