@@ -267,7 +267,7 @@ async def test_azure_from_settings_prefers_the_key_then_the_credential(
 ) -> None:
     settings = SimpleNamespace(
         embedding_endpoint=double.endpoint,
-        embedding_deployment="embeddings-prod",
+        embedding_deployment="text-embedding-3-small",
         embedding_model="text-embedding-3-small",
         embedding_dimensions=None,
         openai_api_version=API_VERSION,
@@ -280,6 +280,6 @@ async def test_azure_from_settings_prefers_the_key_then_the_credential(
     async with AzureOpenAIEmbedder.from_settings(settings, lambda _: credential) as embedder:
         await embedder.embed(["hello"])
     first, second = double.seen(ROUTE)
-    assert first.path == "/openai/deployments/embeddings-prod/embeddings"
+    assert first.path == "/openai/deployments/text-embedding-3-small/embeddings"
     assert first.headers["api-key"] == double.key
     assert second.headers["Authorization"] == "Bearer fake-token"
