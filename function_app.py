@@ -129,7 +129,7 @@ async def delete_document(
 
 @app.blob_trigger(
     arg_name="blob",
-    path="%UPLOADS_CONTAINER%/{name}",
+    path=f"{settings.uploads_container}/{{name}}",
     connection="AzureWebJobsStorage",
     source=func.BlobSource(settings.uploads_trigger_source),
 )
@@ -139,7 +139,7 @@ async def on_upload(blob: func.InputStream, client: df.DurableOrchestrationClien
     await start_ingestion(client, Upload.from_blob(blob))
 
 
-@app.timer_trigger(arg_name="timer", schedule="%RECONCILE_SCHEDULE%", run_on_startup=False)
+@app.timer_trigger(arg_name="timer", schedule=settings.reconcile_schedule, run_on_startup=False)
 async def reconcile_documents(timer: func.TimerRequest) -> None:
     """Documents whose blob was deleted outside the API lose their chunks."""
     summary = await lifecycle.reconcile(await get_services())

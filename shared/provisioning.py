@@ -39,15 +39,15 @@ def _create_cosmos_containers(settings: Settings, specs: tuple[ContainerSpec, ..
     if not settings.cosmos_key:
         raise ProvisioningError("creating Cosmos containers needs COSMOS_KEY (local only)")
     loopback = is_loopback_endpoint(settings.cosmos_endpoint)
-    client = CosmosClient(
-        settings.cosmos_endpoint,
-        credential=settings.cosmos_key,
-        connection_verify=not loopback,
-        enable_endpoint_discovery=False,
-    )
     with warnings.catch_warnings():
         if loopback:  # the emulator's self-signed certificate; never skipped for real accounts
             warnings.simplefilter("ignore", InsecureRequestWarning)
+        client = CosmosClient(
+            settings.cosmos_endpoint,
+            credential=settings.cosmos_key,
+            connection_verify=not loopback,
+            enable_endpoint_discovery=False,
+        )
         database = client.create_database_if_not_exists(settings.cosmos_database)
         for spec in specs:
             database.create_container_if_not_exists(

@@ -152,7 +152,7 @@ def _words_on_pages(chunks: list[dict[str, Any]], words: str) -> list[int]:
 
 FORMATS = [
     ("report.pdf", documents.report_pdf, [(documents.REPORT_SECTIONS[2][1], 3)]),
-    ("scan.pdf", documents.scanned_pdf, [(documents.SCANNED_LINES[0], 1)]),
+    ("scan.pdf", documents.scanned_pdf, [(documents.SCANNED_LINES[0], 2)]),
     ("handbook.docx", documents.docx_document, [(documents.DOCX_INTRO, 1)]),
     ("review.pptx", documents.pptx_deck, [(documents.PPTX_NOTE, 2)]),
     ("scan.png", documents.text_png, [(documents.SCANNED_LINES[0], 1)]),
