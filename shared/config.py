@@ -7,6 +7,7 @@ tests check that `local.settings.sample.json` and the README list exactly these 
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -90,6 +91,21 @@ def _trigger_source(value: str) -> str:
     if value not in ("EventGrid", "LogsAndContainerScan"):
         raise ValueError("must be EventGrid or LogsAndContainerScan")
     return value
+
+
+def _regions(value: str) -> tuple[Any, ...]:
+    from shared.routing.config import parse_regions
+
+    return parse_regions(value)
+
+
+def _api_keys(value: str) -> tuple[dict[str, Any], ...]:
+    entries = json.loads(value or "[]")
+    if not isinstance(entries, list) or not all(
+        isinstance(item, dict) and item.get("key") and item.get("tenant") for item in entries
+    ):
+        raise ValueError("must be a JSON list of {key, user, tenant, groups, roles}")
+    return tuple(entries)
 
 
 def _log_level(value: str) -> str:
@@ -346,6 +362,108 @@ SETTINGS: tuple[Setting, ...] = (
         default="40",
         parse=_non_negative_integer,
     ),
+    # Chat --------------------------------------------------------------------------------
+    Setting(
+        "LLM_REGIONS",
+        "llm_regions",
+        "JSON list of Azure OpenAI regions: [{name, endpoint, deployment, model, priority, weight, "
+        "tiers}]. Empty: chat answers offline with the extractive answerer (local-extractive).",
+        default="[]",
+        parse=_regions,
+    ),
+    Setting(
+        "LLM_API_KEY",
+        "llm_api_key",
+        "Azure OpenAI key for every region, for local test doubles only; in Azure the managed "
+        "identity is used.",
+        secret=True,
+    ),
+    Setting(
+        "LLM_API_VERSION", "llm_api_version", "Azure OpenAI chat API version.", "2024-10-21"
+    ),
+    Setting(
+        "LLM_TIMEOUT_SECONDS",
+        "llm_timeout_seconds",
+        "Time limit of one call to one region (a timeout fails over to the next region).",
+        default="30",
+        parse=_positive_number,
+    ),
+    Setting(
+        "CHAT_DEADLINE_SECONDS",
+        "chat_deadline_seconds",
+        "Total time budget of a chat request; a client may lower it with the x-docgate-deadline-ms "
+        "header. No retry starts that cannot finish inside it.",
+        default="60",
+        parse=_positive_number,
+    ),
+    Setting(
+        "LLM_MAX_RETRY_AFTER_SECONDS",
+        "llm_max_retry_after_seconds",
+        "Cap on a region's Retry-After / retry-after-ms (values near a day have been seen).",
+        default="30",
+        parse=_positive_number,
+    ),
+    Setting(
+        "BREAKER_FAILURES",
+        "breaker_failures",
+        "Failures within BREAKER_WINDOW_SECONDS that open a region's circuit breaker.",
+        default="5",
+        parse=_positive_integer,
+    ),
+    Setting(
+        "BREAKER_WINDOW_SECONDS",
+        "breaker_window_seconds",
+        "Window in which breaker failures are counted.",
+        default="30",
+        parse=_positive_number,
+    ),
+    Setting(
+        "BREAKER_OPEN_SECONDS",
+        "breaker_open_seconds",
+        "How long an opened breaker stays open before half-open probes (a 429's Retry-After "
+        "sets it instead, capped by LLM_MAX_RETRY_AFTER_SECONDS).",
+        default="30",
+        parse=_positive_number,
+    ),
+    Setting(
+        "BREAKER_CACHE_SECONDS",
+        "breaker_cache_seconds",
+        "How long an instance trusts its cached copy of the shared breaker state.",
+        default="2",
+        parse=_positive_number,
+    ),
+    Setting(
+        "REGION_HEALTH_SCHEDULE",
+        "region_health_schedule",
+        "NCRONTAB schedule of the region health-check timer.",
+        default="0 * * * * *",
+    ),
+    Setting(
+        "RETRIEVAL_MODE",
+        "retrieval_mode",
+        "memory: exact in-process vector search over the tenant's chunks, kept fresh from "
+        "Cosmos (the emulator; small tenants). cosmos: Cosmos VectorDistance with a vector index "
+        "(Azure; large tenants).",
+        default="memory",
+        parse=_choice("memory", "cosmos"),
+    ),
+    Setting(
+        "RETRIEVAL_TOP_K",
+        "retrieval_top_k",
+        "Chunks retrieved per question unless the request asks for another top_k.",
+        default="5",
+        parse=_positive_integer,
+    ),
+    Setting(
+        "DOCGATE_API_KEYS",
+        "api_keys",
+        "JSON list of API keys and the principal each one acts as: [{key, user, tenant, groups, "
+        "roles}]. Sent as `Authorization: Bearer <key>` (what OpenAI clients send) or "
+        "`x-api-key`. Entra ID tokens replace them in the security work.",
+        default="[]",
+        parse=_api_keys,
+        secret=True,
+    ),
     Setting(
         "RECONCILE_SCHEDULE",
         "reconcile_schedule",
@@ -397,6 +515,20 @@ class Settings:
     embedding_batch_size: int
     chunk_max_tokens: int
     chunk_overlap_tokens: int
+    llm_regions: tuple[Any, ...]
+    llm_api_key: str | None
+    llm_api_version: str
+    llm_timeout_seconds: float
+    chat_deadline_seconds: float
+    llm_max_retry_after_seconds: float
+    breaker_failures: int
+    breaker_window_seconds: float
+    breaker_open_seconds: float
+    breaker_cache_seconds: float
+    region_health_schedule: str
+    retrieval_mode: str
+    retrieval_top_k: int
+    api_keys: tuple[dict[str, Any], ...]
     reconcile_schedule: str
 
     def __repr__(self) -> str:

@@ -1,0 +1,1 @@
+"""Language models: Azure OpenAI per region, and the offline extractive answerer."""

@@ -1,0 +1,1 @@
+"""Routing of chat requests: which region (and, later, which model tier) serves them."""
