@@ -160,6 +160,8 @@ def test_secret_names_are_the_credentials() -> None:
         "DOCUMENT_INTELLIGENCE_KEY",
         "VISION_KEY",
         "AZURE_OPENAI_KEY",
+        "LLM_API_KEY",
+        "DOCGATE_API_KEYS",
     }
 
 
