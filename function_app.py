@@ -7,7 +7,7 @@ The same file runs under Azure, `func start` (Core Tools) and `python -m devhost
 from __future__ import annotations
 
 import logging
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any
 
 import azure.durable_functions as df
@@ -25,9 +25,10 @@ from orchestrators.ingest import ingest as ingest_orchestration
 from shared.config import get_settings
 from shared.documents import lifecycle, records
 from shared.health import check_dependencies
-from shared.http import endpoint, json_response
+from shared.http import Handler, endpoint, json_response
 from shared.ingestion import Upload, start_ingestion
-from shared.security.principal import principal_from_request
+from shared.security.auth import authenticate
+from shared.security.principal import Principal
 from shared.services import dependency_probes, get_services, provision
 from shared.telemetry import configure_telemetry
 
@@ -37,8 +38,14 @@ logging.getLogger("shared").setLevel(settings.log_level)
 configure_telemetry(settings)
 provision(settings)
 
-# Least privilege: every route needs a key (later, an Entra identity) unless it opts out.
-app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
+# Routes are anonymous at the host and authenticated in the app (`secured`): OpenAI clients send
+# bearer credentials, which host-level function keys cannot express. Only health opts out.
+app = df.DFApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+
+
+def secured(route: str) -> Callable[[Handler], Handler]:
+    """The endpoint wrapper that authenticates the caller first (every route but health)."""
+    return endpoint(route, authenticator=lambda req: authenticate(req, settings))
 
 
 @app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
@@ -56,11 +63,10 @@ async def health(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @app.route(route="documents", methods=["POST"])
-@endpoint("/api/documents")
-async def upload_document(req: func.HttpRequest) -> func.HttpResponse:
+@secured("/api/documents")
+async def upload_document(req: func.HttpRequest, principal: Principal) -> func.HttpResponse:
     """Stores a document in the uploads container; its blob trigger starts ingestion."""
     services = await get_services()
-    principal = principal_from_request(req)
     upload = lifecycle.parse_upload(req, services.settings.max_upload_bytes)
     record = await lifecycle.store_upload(services, principal, upload)
     status_url = f"/api/documents/{record.id}"
@@ -69,11 +75,10 @@ async def upload_document(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @app.route(route="documents", methods=["GET"])
-@endpoint("/api/documents")
-async def list_documents(req: func.HttpRequest) -> func.HttpResponse:
+@secured("/api/documents")
+async def list_documents(req: func.HttpRequest, principal: Principal) -> func.HttpResponse:
     """The caller's tenant's documents with their status."""
     services = await get_services()
-    principal = principal_from_request(req)
     listed = await records.list_records(services.store, principal.tenant)
     return json_response(
         {"documents": [item.public() for item in listed if item.state != "deleted"]}
@@ -82,15 +87,13 @@ async def list_documents(req: func.HttpRequest) -> func.HttpResponse:
 
 @app.route(route="documents/{id}", methods=["GET"])
 @app.durable_client_input(client_name="client")
-@endpoint("/api/documents/{id}")
+@secured("/api/documents/{id}")
 async def get_document(
-    req: func.HttpRequest, client: df.DurableOrchestrationClient
+    req: func.HttpRequest, principal: Principal, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
     """One document's status, with live step and percent while it is being ingested."""
     services = await get_services()
-    record = await lifecycle.readable_record(
-        services, principal_from_request(req), req.route_params["id"]
-    )
+    record = await lifecycle.readable_record(services, principal, req.route_params["id"])
     body = record.public()
     if record.state in ("queued", "running") and record.instance_id:
         status = await client.get_status(record.instance_id)
@@ -102,15 +105,13 @@ async def get_document(
 
 @app.route(route="documents/{id}", methods=["DELETE"])
 @app.durable_client_input(client_name="client")
-@endpoint("/api/documents/{id}")
+@secured("/api/documents/{id}")
 async def delete_document(
-    req: func.HttpRequest, client: df.DurableOrchestrationClient
+    req: func.HttpRequest, principal: Principal, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
     """Removes the blob, its chunks, cached figure descriptions and the manifest."""
     services = await get_services()
-    record = await lifecycle.readable_record(
-        services, principal_from_request(req), req.route_params["id"]
-    )
+    record = await lifecycle.readable_record(services, principal, req.route_params["id"])
     if record.instance_id:
         status = await client.get_status(record.instance_id)
         if status and status.runtime_status in (

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import http
+import inspect
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -72,9 +73,15 @@ def _trace_id() -> str:
     return format(context.trace_id, "032x") if context.is_valid else ""
 
 
-def endpoint(route: str) -> Callable[[Handler], Handler]:
+def endpoint(
+    route: str, authenticator: Callable[[func.HttpRequest], Any] | None = None
+) -> Callable[[Handler], Handler]:
     """Wraps a route handler: a span per request, ProblemError -> 4xx/5xx problem body,
-    anything unexpected -> a 500 problem body with only the trace id (details go to the log)."""
+    anything unexpected -> a 500 problem body with only the trace id (details go to the log).
+
+    With an `authenticator`, the caller is authenticated first and the handler receives the
+    principal as its second argument.
+    """
 
     def decorate(handler: Handler) -> Handler:
         @functools.wraps(handler)
@@ -85,7 +92,12 @@ def endpoint(route: str) -> Callable[[Handler], Handler]:
                 attributes={"http.request.method": req.method, "http.route": route},
             ) as current:
                 try:
-                    response = await handler(req, **bindings)
+                    if authenticator is not None:
+                        principal = authenticator(req)
+                        current.set_attribute("enduser.id", principal.user_id)
+                        response = await handler(req, principal, **bindings)
+                    else:
+                        response = await handler(req, **bindings)
                 except ProblemError as problem:
                     response = problem_response(problem, instance=route)
                 except Exception:
@@ -101,6 +113,11 @@ def endpoint(route: str) -> Callable[[Handler], Handler]:
                 current.set_attribute("http.response.status_code", response.status_code)
                 return response
 
+        if authenticator is not None:
+            # The Functions SDK binds parameters by name: hide `principal`, which is ours.
+            signature = inspect.signature(handler)
+            kept = [p for i, p in enumerate(signature.parameters.values()) if i != 1]
+            serve.__signature__ = signature.replace(parameters=kept)  # type: ignore[attr-defined]
         return serve
 
     return decorate

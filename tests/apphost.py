@@ -16,6 +16,14 @@ from tests.conftest import EmulatorEndpoints
 ROOT = Path(__file__).resolve().parent.parent
 MASTER_KEY = "test-master-key"
 FUNCTION_KEY = "test-default-key"
+# One API key per tenant: the principal each key acts as.
+API_KEYS = {tenant: f"key-{tenant}" for tenant in ("contoso", "fabrikam", "default")}
+API_KEYS_SETTING = json.dumps(
+    [
+        {"key": key, "user": f"user-{tenant}", "tenant": tenant, "groups": [], "roles": ["admin"]}
+        for tenant, key in API_KEYS.items()
+    ]
+)
 
 
 def app_environment(emulators: EmulatorEndpoints, name: str, **overrides: str) -> dict[str, str]:
@@ -35,6 +43,8 @@ def app_environment(emulators: EmulatorEndpoints, name: str, **overrides: str) -
         "VISION_ENDPOINT": "",
         "AZURE_OPENAI_EMBEDDING_ENDPOINT": "",
         "DEVHOST_BLOB_POLL_SECONDS": "0.2",
+        "DOCGATE_API_KEYS": API_KEYS_SETTING,
+        "LLM_REGIONS": "[]",
         **overrides,
     }
 
@@ -64,12 +74,16 @@ def request(
     path: str,
     body: bytes | None = None,
     headers: dict[str, str] | None = None,
-    key: str | None = FUNCTION_KEY,
+    tenant: str | None = "contoso",
 ) -> tuple[int, dict[str, str], Any]:
-    """Calls the app; returns status, headers and the decoded JSON (or raw bytes) body."""
-    separator = "&" if "?" in path else "?"
-    url = f"{host.base_url}{path}" + (f"{separator}code={key}" if key else "")
-    prepared = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    """Calls the app as `tenant`'s API key (None: no credentials); returns status, headers and
+    the decoded JSON (or raw bytes) body."""
+    sent = dict(headers or {})
+    if tenant:
+        sent["Authorization"] = f"Bearer {API_KEYS[tenant]}"
+    prepared = urllib.request.Request(
+        f"{host.base_url}{path}", data=body, method=method, headers=sent
+    )
     try:
         with urllib.request.urlopen(prepared, timeout=60) as response:
             status, raw, got = response.status, response.read(), dict(response.headers)
