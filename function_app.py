@@ -22,10 +22,21 @@ from activities.index_document import index_document as index_document_step
 from activities.merge_layout import merge_layout as merge_layout_step
 from activities.validate_upload import validate_upload as validate_upload_step
 from orchestrators.ingest import ingest as ingest_orchestration
+from shared.chat.gateway import chat_query, completion_query, deadline_for, run_chat
+from shared.chat.models import ChatRequest, CompletionRequest, parse_model
+from shared.chat.responses import (
+    chat_response,
+    completion_json,
+    completion_sse,
+    docgate_headers,
+    models_json,
+    openai_error,
+    tier_of_model,
+)
 from shared.config import get_settings
 from shared.documents import lifecycle, records
 from shared.health import check_dependencies
-from shared.http import Handler, endpoint, json_response
+from shared.http import Handler, ProblemError, endpoint, json_response
 from shared.ingestion import Upload, start_ingestion
 from shared.security.auth import authenticate
 from shared.security.principal import Principal
@@ -46,6 +57,19 @@ app = df.DFApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 def secured(route: str) -> Callable[[Handler], Handler]:
     """The endpoint wrapper that authenticates the caller first (every route but health)."""
     return endpoint(route, authenticator=lambda req: authenticate(req, settings))
+
+
+def openai_secured(route: str) -> Callable[[Handler], Handler]:
+    """`secured`, with errors in OpenAI's shape for the OpenAI-compatible routes."""
+    return endpoint(
+        route, authenticator=lambda req: authenticate(req, settings), render=openai_error
+    )
+
+
+def require_role(principal: Principal, role: str) -> None:
+    """A 403 problem unless the caller holds `role`."""
+    if role not in principal.roles:
+        raise ProblemError(403, f"this needs the {role} role")
 
 
 @app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
@@ -121,6 +145,64 @@ async def delete_document(
             await client.terminate(record.instance_id, "document deleted")
     removed = await lifecycle.delete_document(services, record)
     return json_response({"id": record.id, "state": "deleted", "removed": removed})
+
+
+# Chat ------------------------------------------------------------------------------------------
+
+
+@app.route(route="chat", methods=["POST"])
+@secured("/api/chat")
+async def chat(req: func.HttpRequest, principal: Principal) -> func.HttpResponse:
+    """A grounded answer from the documents the caller may read, with citations."""
+    services = await get_services()
+    request = parse_model(ChatRequest, req.get_body(), req.headers.get("content-type"))
+    query = chat_query(request, settings)
+    result = await run_chat(services.chat, principal, query, deadline_for(req, settings))
+    return chat_response(result)
+
+
+@app.route(route="v1/chat/completions", methods=["POST"])
+@openai_secured("/api/v1/chat/completions")
+async def chat_completions(req: func.HttpRequest, principal: Principal) -> func.HttpResponse:
+    """OpenAI-compatible chat completions (plain and `stream: true` server-sent events)."""
+    services = await get_services()
+    request = parse_model(CompletionRequest, req.get_body(), req.headers.get("content-type"))
+    query = completion_query(request, tier_of_model(request.model), settings)
+    result = await run_chat(services.chat, principal, query, deadline_for(req, settings))
+    headers = docgate_headers(result)
+    if request.stream:
+        usage = bool(request.stream_options and request.stream_options.include_usage)
+        return func.HttpResponse(
+            completion_sse(result, request.model, usage),
+            mimetype="text/event-stream",
+            headers={**headers, "Cache-Control": "no-cache"},
+        )
+    return json_response(completion_json(result, request.model), headers=headers)
+
+
+@app.route(route="v1/models", methods=["GET"])
+@openai_secured("/api/v1/models")
+async def list_models(req: func.HttpRequest, principal: Principal) -> func.HttpResponse:
+    """The OpenAI-compatible model list: `docgate` and one id per tier."""
+    return json_response(models_json())
+
+
+@app.route(route="regions", methods=["GET"])
+@secured("/api/regions")
+async def regions(req: func.HttpRequest, principal: Principal) -> func.HttpResponse:
+    """Each LLM region's state, breaker and recent latency (admins)."""
+    require_role(principal, "admin")
+    router = (await get_services()).region_router
+    return json_response({"regions": router.region_states() if router else []})
+
+
+@app.timer_trigger(arg_name="timer", schedule=settings.region_health_schedule)
+async def check_regions(timer: func.TimerRequest) -> None:
+    """Probes each region with a cheap call; closes or opens breakers."""
+    router = (await get_services()).region_router
+    if router is not None:
+        results = await router.probe_all()
+        logging.getLogger(__name__).info("Region probes: %s", results)
 
 
 # Ingestion ---------------------------------------------------------------------------------------

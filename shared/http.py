@@ -74,14 +74,18 @@ def _trace_id() -> str:
 
 
 def endpoint(
-    route: str, authenticator: Callable[[func.HttpRequest], Any] | None = None
+    route: str,
+    authenticator: Callable[[func.HttpRequest], Any] | None = None,
+    render: Callable[[ProblemError, str], func.HttpResponse] | None = None,
 ) -> Callable[[Handler], Handler]:
     """Wraps a route handler: a span per request, ProblemError -> 4xx/5xx problem body,
     anything unexpected -> a 500 problem body with only the trace id (details go to the log).
 
     With an `authenticator`, the caller is authenticated first and the handler receives the
-    principal as its second argument.
+    principal as its second argument. `render` turns problems into responses (default: RFC 9457
+    problem+json; the OpenAI-compatible routes use OpenAI's error shape).
     """
+    render_problem = render or problem_response
 
     def decorate(handler: Handler) -> Handler:
         @functools.wraps(handler)
@@ -99,16 +103,16 @@ def endpoint(
                     else:
                         response = await handler(req, **bindings)
                 except ProblemError as problem:
-                    response = problem_response(problem, instance=route)
+                    response = render_problem(problem, route)
                 except Exception:
                     log.exception("Unhandled error in %s %s", req.method, route)
-                    response = problem_response(
+                    response = render_problem(
                         ProblemError(
                             500,
                             "docgate failed to serve this request; it has been logged.",
                             traceId=_trace_id(),
                         ),
-                        instance=route,
+                        route,
                     )
                 current.set_attribute("http.response.status_code", response.status_code)
                 return response

@@ -29,6 +29,7 @@ CONTAINERS: tuple[cosmos.ContainerSpec, ...] = (
     cosmos.ContainerSpec("chunks", "/tenant"),
     cosmos.ContainerSpec("manifests", "/tenant"),
     cosmos.ContainerSpec("figures", "/id"),  # figure descriptions by image hash
+    cosmos.ContainerSpec("breakers", "/id"),  # circuit-breaker state shared by all instances
 )
 LOCAL_EMBEDDING_MODEL = "all-MiniLM-L6-v2-int8"
 
@@ -104,6 +105,59 @@ class Services:
         return LocalEmbedder.max_input_tokens
 
     @cached_property
+    def breakers(self) -> Any:
+        """Circuit breakers shared by every instance through Cosmos."""
+        from shared.resilience.breaker import BreakerBoard, BreakerPolicy, CosmosBreakerStore
+
+        settings = self.settings
+        policy = BreakerPolicy(
+            failure_threshold=settings.breaker_failures,
+            window_seconds=settings.breaker_window_seconds,
+            open_seconds=settings.breaker_open_seconds,
+            max_open_seconds=settings.llm_max_retry_after_seconds,
+        )
+        return BreakerBoard(
+            CosmosBreakerStore(self.store), policy, cache_seconds=settings.breaker_cache_seconds
+        )
+
+    @cached_property
+    def region_router(self) -> Any:
+        """The multi-region router, or None when no region is configured."""
+        settings = self.settings
+        if not settings.llm_regions:
+            return None
+        from shared.llm.azure_openai import AzureOpenAIChat
+        from shared.routing.regions import RegionRouter
+
+        key = settings.llm_api_key
+        clients = {
+            region.name: AzureOpenAIChat(
+                region,
+                api_version=settings.llm_api_version,
+                api_key=key,
+                credential=None if key else get_credential(settings),
+            )
+            for region in settings.llm_regions
+        }
+        return RegionRouter(
+            settings.llm_regions,
+            clients,
+            self.breakers,
+            max_retry_after_seconds=settings.llm_max_retry_after_seconds,
+            attempt_timeout_seconds=settings.llm_timeout_seconds,
+        )
+
+    @cached_property
+    def chat(self) -> Any:
+        """The chat path: retrieval, then the router (or the offline answerer)."""
+        from shared.chat.service import ChatService
+        from shared.retrieval.search import build_retriever
+
+        router = self.region_router
+        model_call = _Routed(router) if router is not None else _Offline()
+        return ChatService(build_retriever(self), model_call)
+
+    @cached_property
     def embedder(self) -> Embedder:
         """Azure OpenAI embeddings when configured, else all-MiniLM-L6-v2 on ONNX Runtime."""
         settings = self.settings
@@ -135,6 +189,29 @@ def build_services(settings: Settings) -> Services:
     capabilities = cosmos.EMULATOR if settings.cosmos_emulator else cosmos.AZURE
     store = cosmos.CosmosStore(client, settings.cosmos_database, CONTAINERS, capabilities)
     return Services(settings, blobs, store)
+
+
+class _Offline:
+    """The model call when no region is configured: the extractive answerer, in process."""
+
+    def __init__(self) -> None:
+        from shared.llm.extractive import ExtractiveAnswerer
+
+        self.answerer = ExtractiveAnswerer()
+
+    async def __call__(self, request: Any, tier: str, deadline: Any) -> tuple[Any, str]:
+        return await self.answerer.complete(request, deadline.remaining()), self.answerer.name
+
+
+class _Routed:
+    """The model call through the region router (failover, breakers, deadline)."""
+
+    def __init__(self, router: Any) -> None:
+        self.router = router
+
+    async def __call__(self, request: Any, tier: str, deadline: Any) -> tuple[Any, str]:
+        routed = await self.router.complete(request, tier, deadline)
+        return routed.response, routed.region
 
 
 def provision(settings: Settings) -> None:

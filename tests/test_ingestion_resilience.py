@@ -30,6 +30,7 @@ def serving(double: HttpDouble) -> Iterator[HttpDouble]:
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     asyncio.run_coroutine_threadsafe(double.start(), loop).result(10)
+    double.loop = loop  # type: ignore[attr-defined]  # for scripting coroutines from tests
     try:
         yield double
     finally:

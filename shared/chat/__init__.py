@@ -1,0 +1,1 @@
+"""The chat API: grounded answers with citations, our JSON shape and OpenAI's."""

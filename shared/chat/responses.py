@@ -1,0 +1,196 @@
+"""Chat answers as HTTP responses: docgate's JSON, OpenAI's JSON and SSE, and the headers."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+import azure.functions as func
+
+from shared.chat.service import ChatResult
+from shared.http import ProblemError, json_response
+
+MODEL_PREFIX = "docgate"
+OPENAI_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "invalid_request_error",
+    415: "invalid_request_error",
+    429: "rate_limit_error",
+    503: "service_unavailable",
+    504: "timeout",
+}
+
+
+def docgate_headers(result: ChatResult, cache: str = "miss") -> dict[str, str]:
+    """The headers every chat response carries."""
+    return {
+        "x-docgate-model": result.model,
+        "x-docgate-region": result.region,
+        "x-docgate-tier": result.tier,
+        "x-docgate-cache": cache,
+        "x-docgate-overhead-ms": f"{result.overhead_ms:.1f}",
+        "x-docgate-trace-id": result.trace_id,
+    }
+
+
+def chat_json(result: ChatResult) -> dict[str, Any]:
+    """`POST /api/chat`'s answer."""
+    body: dict[str, Any] = {
+        "answer": result.answer,
+        "citations": [citation.as_json() for citation in result.citations],
+        "model": result.model,
+        "tier": result.tier,
+        "region": result.region,
+        "usage": {
+            "prompt_tokens": result.usage.prompt_tokens,
+            "completion_tokens": result.usage.completion_tokens,
+        },
+        "cost_usd": result.cost_usd,
+        "cached": result.cached,
+        "trace_id": result.trace_id,
+    }
+    if result.warnings:
+        body["warnings"] = result.warnings
+    return body
+
+
+def chat_response(result: ChatResult) -> func.HttpResponse:
+    """`POST /api/chat` as an HTTP response."""
+    return json_response(chat_json(result), headers=docgate_headers(result))
+
+
+def content_with_sources(result: ChatResult) -> str:
+    """The answer followed by a sources block: citations travel in the content too."""
+    if not result.citations:
+        return result.answer
+    lines = [f"[{c.number}] {c.document_name}, page {c.page}" for c in result.citations]
+    return f"{result.answer}\n\nSources:\n" + "\n".join(lines)
+
+
+def model_name(tier: str | None) -> str:
+    """The OpenAI `model` id of a tier ("docgate" lets docgate choose)."""
+    return f"{MODEL_PREFIX}-{tier}" if tier else MODEL_PREFIX
+
+
+def tier_of_model(model: str) -> str | None:
+    """The tier an OpenAI `model` id asks for; None lets docgate choose."""
+    if model in (MODEL_PREFIX, ""):
+        return None
+    prefix = f"{MODEL_PREFIX}-"
+    tier = model[len(prefix) :] if model.startswith(prefix) else None
+    if tier not in ("economy", "standard", "premium"):
+        raise ProblemError(
+            404, f"The model '{model}' does not exist; see GET /api/v1/models", param="model",
+            code="model_not_found",
+        )  # fmt: skip
+    return tier
+
+
+def _usage(result: ChatResult) -> dict[str, int]:
+    return {
+        "prompt_tokens": result.usage.prompt_tokens,
+        "completion_tokens": result.usage.completion_tokens,
+        "total_tokens": result.usage.total_tokens,
+    }
+
+
+def _extra(result: ChatResult) -> dict[str, Any]:
+    return {
+        "citations": [citation.as_json() for citation in result.citations],
+        "model": result.model,
+        "region": result.region,
+        "tier": result.tier,
+        "cached": result.cached,
+        "cost_usd": result.cost_usd,
+        "trace_id": result.trace_id,
+    }
+
+
+def completion_json(result: ChatResult, requested_model: str) -> dict[str, Any]:
+    """OpenAI's `chat.completion` object, with citations in the `docgate` extra field."""
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": requested_model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content_with_sources(result)},
+                "finish_reason": result.finish_reason,
+                "logprobs": None,
+            }
+        ],
+        "usage": _usage(result),
+        "docgate": _extra(result),
+    }
+
+
+def _sse(payload: dict[str, Any] | str) -> str:
+    data = payload if isinstance(payload, str) else json.dumps(payload)
+    return f"data: {data}\n\n"
+
+
+def completion_sse(result: ChatResult, requested_model: str, include_usage: bool) -> str:
+    """The completion as OpenAI's server-sent events, ending with `data: [DONE]`.
+
+    Word-sized deltas, then a chunk with the finish reason and the `docgate` extra, then (when
+    asked) a chunk with usage and no choices, as OpenAI sends them.
+    """
+    identity = {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": requested_model,
+    }
+    content = content_with_sources(result)
+    events = [_sse({**identity, "choices": [_delta({"role": "assistant", "content": ""})]})]
+    words = content.split(" ")
+    for index, word in enumerate(words):
+        piece = word if index == len(words) - 1 else word + " "
+        events.append(_sse({**identity, "choices": [_delta({"content": piece})]}))
+    final = {**identity, "choices": [_delta({}, result.finish_reason)], "docgate": _extra(result)}
+    events.append(_sse(final))
+    if include_usage:
+        events.append(_sse({**identity, "choices": [], "usage": _usage(result)}))
+    events.append(_sse("[DONE]"))
+    return "".join(events)
+
+
+def _delta(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+    return {"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}
+
+
+def openai_error(problem: ProblemError, route: str) -> func.HttpResponse:
+    """A problem in OpenAI's error shape: `{"error": {message, type, param, code}}`."""
+    body = {
+        "error": {
+            "message": problem.detail,
+            "type": OPENAI_ERROR_TYPES.get(problem.status, "server_error"),
+            "param": problem.extra.get("param"),
+            "code": problem.extra.get("code"),
+        }
+    }
+    return func.HttpResponse(
+        json.dumps(body),
+        status_code=problem.status,
+        headers=problem.headers,
+        mimetype="application/json",
+    )
+
+
+def models_json() -> dict[str, Any]:
+    """`GET /api/v1/models`: one model id per tier, and `docgate` (docgate chooses)."""
+    created = 1_767_225_600  # 2026-01-01: ids are stable, so is their creation time
+    return {
+        "object": "list",
+        "data": [
+            {"id": model_name(tier), "object": "model", "created": created, "owned_by": "docgate"}
+            for tier in (None, "economy", "standard", "premium")
+        ],
+    }

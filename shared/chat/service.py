@@ -1,0 +1,235 @@
+"""Answering a chat request: condense, retrieve (ACL-trimmed), ground, route to a model, cite."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry import trace
+
+from shared.llm.prompts import (
+    NOT_FOUND_ANSWER,
+    Source,
+    build_messages,
+    cited_numbers,
+    strip_unknown_citations,
+)
+from shared.llm.types import LlmRequest, LlmResponse, Usage
+from shared.resilience.retry import Deadline
+from shared.retrieval.condense import standalone_question
+from shared.retrieval.search import RetrievedChunk
+from shared.security.principal import Principal
+from shared.telemetry import span
+
+NOTHING_FOUND = NOT_FOUND_ANSWER
+NO_SOURCES_MODEL = "none"
+QUOTE_CHARS = 240
+_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+@dataclass(frozen=True)
+class Citation:
+    """Where a claim comes from."""
+
+    number: int
+    document_id: str
+    document_name: str
+    page: int
+    pages: list[int]
+    chunk_id: str
+    quote: str
+
+    def as_json(self) -> dict[str, Any]:
+        """The citation as the APIs return it."""
+        return {
+            "number": self.number,
+            "document_id": self.document_id,
+            "document_name": self.document_name,
+            "page": self.page,
+            "pages": self.pages,
+            "chunk_id": self.chunk_id,
+            "quote": self.quote,
+        }
+
+
+@dataclass
+class ChatResult:
+    """A grounded answer and everything the response headers and ledger need."""
+
+    answer: str
+    citations: list[Citation]
+    model: str
+    tier: str
+    region: str
+    usage: Usage
+    trace_id: str
+    llm_seconds: float = 0.0
+    total_seconds: float = 0.0
+    cost_usd: float = 0.0
+    cached: bool = False
+    warnings: list[str] = field(default_factory=list)
+    finish_reason: str = "stop"
+
+    @property
+    def overhead_ms(self) -> float:
+        """Time spent outside the model call."""
+        return max(0.0, (self.total_seconds - self.llm_seconds) * 1000)
+
+
+@dataclass(frozen=True)
+class ChatQuery:
+    """What the caller asked, after validation."""
+
+    messages: list[dict[str, str]]
+    filters: dict[str, Any] | None
+    top_k: int
+    tier: str
+    max_tokens: int = 512
+    temperature: float = 0.0
+
+
+def _words(text: str) -> set[str]:
+    return set(_WORD.findall(text.lower()))
+
+
+def best_quote(chunk_text: str, claim: str) -> str:
+    """The chunk's sentence sharing most words with the claim, trimmed for display."""
+    sentences = [s.strip() for s in _SENTENCE.split(chunk_text) if s.strip()] or [chunk_text]
+    claim_words = _words(claim)
+    best = max(sentences, key=lambda sentence: len(_words(sentence) & claim_words))
+    return best if len(best) <= QUOTE_CHARS else best[: QUOTE_CHARS - 1].rstrip() + "…"
+
+
+def claims_by_source(answer: str) -> dict[int, str]:
+    """For each cited source number, the answer sentence(s) citing it."""
+    claims: dict[int, list[str]] = {}
+    for sentence in _SENTENCE.split(answer):
+        for number in cited_numbers(sentence):
+            claims.setdefault(number, []).append(sentence)
+    return {number: " ".join(sentences) for number, sentences in claims.items()}
+
+
+def uncited_sentences(answer: str) -> list[str]:
+    """Sentences making a claim without a citation marker (the refusal sentence excepted)."""
+    return [
+        sentence
+        for sentence in _SENTENCE.split(answer.strip())
+        if sentence
+        and not cited_numbers(sentence)
+        and NOTHING_FOUND not in sentence
+        and len(_words(sentence)) > 3
+    ]
+
+
+def sources_of(chunks: list[RetrievedChunk]) -> list[Source]:
+    """The numbered sources the model sees (1-based, in retrieval order)."""
+    return [
+        Source(number=index, document_name=chunk.document_name, pages=list(chunk.pages),
+               text=chunk.text)
+        for index, chunk in enumerate(chunks, start=1)
+    ]  # fmt: skip
+
+
+def cite(answer: str, chunks: list[RetrievedChunk]) -> tuple[str, list[Citation]]:
+    """Drops markers pointing at no source; returns the answer and its citations in order."""
+    answer = strip_unknown_citations(answer, set(range(1, len(chunks) + 1)))
+    claims = claims_by_source(answer)
+    citations = []
+    for number in sorted(claims):
+        chunk = chunks[number - 1]
+        citations.append(
+            Citation(
+                number=number,
+                document_id=chunk.document_id,
+                document_name=chunk.document_name,
+                page=chunk.pages[0] if chunk.pages else 1,
+                pages=list(chunk.pages),
+                chunk_id=chunk.id,
+                quote=best_quote(chunk.text, claims[number]),
+            )
+        )
+    return answer, citations
+
+
+def _trace_id() -> str:
+    context = trace.get_current_span().get_span_context()
+    return format(context.trace_id, "032x") if context.is_valid else ""
+
+
+class ChatService:
+    """The chat path: condense -> retrieve -> ground -> model -> cite.
+
+    `model_call(request, tier, deadline)` is the region router (or the offline extractive
+    answerer when no region is configured); it returns the response and the region that served.
+    """
+
+    def __init__(self, retriever: Any, model_call: Any) -> None:
+        self.retriever = retriever
+        self.model_call = model_call
+
+    async def retrieve(
+        self, principal: Principal, query: ChatQuery
+    ) -> tuple[str, list[RetrievedChunk]]:
+        """The standalone question and the chunks the caller may read that answer it."""
+        with span("chat.condense"):
+            question = standalone_question(query.messages)
+        with span("chat.retrieve", top_k=query.top_k):
+            chunks = await self.retriever.retrieve(question, principal, query.filters, query.top_k)
+        return question, chunks
+
+    async def answer(
+        self, principal: Principal, query: ChatQuery, deadline: Deadline
+    ) -> ChatResult:
+        """A grounded, cited answer."""
+        started = time.perf_counter()
+        question, chunks = await self.retrieve(principal, query)
+        if not chunks:
+            return ChatResult(
+                answer=NOTHING_FOUND, citations=[], model=NO_SOURCES_MODEL, tier=query.tier,
+                region=NO_SOURCES_MODEL, usage=Usage(), trace_id=_trace_id(),
+                total_seconds=time.perf_counter() - started,
+            )  # fmt: skip
+        history = [m for m in query.messages[:-1] if m["role"] in ("user", "assistant")]
+        request = LlmRequest(
+            messages=build_messages(question, history, sources_of(chunks)),
+            max_tokens=query.max_tokens,
+            temperature=query.temperature,
+        )
+        llm_started = time.perf_counter()
+        with span("chat.llm", tier=query.tier) as current:
+            response, region = await self.model_call(request, query.tier, deadline)
+            current.set_attribute("llm.region", region)
+            current.set_attribute("llm.model", response.model)
+        llm_seconds = time.perf_counter() - llm_started
+        return self._result(query, response, region, chunks, started, llm_seconds)
+
+    def _result(
+        self,
+        query: ChatQuery,
+        response: LlmResponse,
+        region: str,
+        chunks: list[RetrievedChunk],
+        started: float,
+        llm_seconds: float,
+    ) -> ChatResult:
+        answer, citations = cite(response.content, chunks)
+        warnings = []
+        uncited = uncited_sentences(answer)
+        if uncited:
+            warnings.append(f"{len(uncited)} sentence(s) of the answer cite no source")
+        return ChatResult(
+            answer=answer,
+            citations=citations,
+            model=response.model,
+            tier=query.tier,
+            region=region,
+            usage=response.usage,
+            trace_id=_trace_id(),
+            llm_seconds=llm_seconds,
+            total_seconds=time.perf_counter() - started,
+            warnings=warnings,
+            finish_reason=response.finish_reason,
+        )

@@ -1,0 +1,486 @@
+"""Hybrid retrieval: vector similarity and BM25 fused by reciprocal rank, ACL-trimmed first.
+
+`Retriever.retrieve` embeds the question and asks one `VectorSearch` implementation:
+
+- `InMemoryIndex` (RETRIEVAL_MODE=memory; the emulator, small tenants): each tenant's live
+  chunks sit in a numpy matrix of unit vectors plus per-chunk term counts. Search is exact
+  cosine similarity and BM25 over only the chunks the principal may read and the filter
+  passes, so another group's chunk cannot surface even at the bottom of a ranking, and BM25's
+  corpus statistics come from readable chunks only.
+- `CosmosVectorIndex` (RETRIEVAL_MODE=cosmos; Azure): `ORDER BY VectorDistance` with the ACL
+  and filter fragments in the WHERE clause. Keyword scoring is BM25 over that query's
+  candidates rather than `FullTextScore`: FullTextScore needs a full-text policy and index on
+  the container, which our provisioning does not create, and fails the query without them.
+  The cost: an exact-term chunk outside the top CANDIDATES by vector is not found.
+
+Freshness of the memory index (per tenant, at most once per `refresh_seconds`):
+1. delta: every chunk with `_ts >= last seen _ts` (">=" because `_ts` has one-second
+   resolution: a write in the same second as the last one seen is read again, harmlessly);
+   live ones are upserted, others removed;
+2. count: `SELECT VALUE COUNT(1)` of live chunks. After the delta the index holds every live
+   chunk plus any deleted since (deletes leave no trace in a `_ts` query), so the counts are
+   equal exactly when nothing was deleted;
+3. only when they differ: list the live ids, drop the missing ones and fetch any the index
+   lacks (a status flip the delta could not see).
+Two cheap queries per refresh; the id listing only after a deletion. A write racing a refresh
+can make one refresh miss a deletion; the next refresh after writes stop is exact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+import numpy as np
+
+from shared.cosmos import CosmosStore
+from shared.documents.index import CHUNKS, LIVE
+from shared.retrieval.access import acl_sql, is_searchable
+from shared.retrieval.filters import Node, compile_filter, matches, parse_filter
+from shared.retrieval.fusion import RRF_K, reciprocal_rank_fusion
+from shared.retrieval.keyword import TermCounts, bm25_scores
+from shared.security.principal import Principal
+
+if TYPE_CHECKING:
+    from shared.embeddings import Embedder
+    from shared.services import Services
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["hybrid", "vector", "keyword"]
+MODES: tuple[Mode, ...] = ("hybrid", "vector", "keyword")
+CANDIDATES = 50  # depth of each ranking fed to fusion (and of the Cosmos vector query)
+MAX_TOP_K = 50
+REFRESH_SECONDS = 5.0
+# What retrieval reads of a chunk: everything but Cosmos's system fields and the versioning.
+FIELDS = (
+    "id",
+    "tenant",
+    "document_id",
+    "document_name",
+    "media_type",
+    "acl",
+    "kind",
+    "text",
+    "pages",
+    "headings",
+    "status",
+)
+
+
+@dataclass(frozen=True)
+class RetrievedChunk:
+    """A chunk to cite: its text and place, the fused score and its rank in each retriever."""
+
+    id: str
+    document_id: str
+    document_name: str
+    pages: list[int]
+    text: str
+    kind: str
+    headings: list[str]
+    score: float  # RRF score in hybrid mode; cosine similarity or BM25 in single modes
+    vector_rank: int | None  # 1-based rank among readable chunks; None: not in the top
+    keyword_rank: int | None
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    """One search: the question as text and vector, who asks, the parsed filter, how many."""
+
+    text: str
+    vector: Sequence[float]
+    principal: Principal
+    filters: Node
+    top_k: int
+    mode: Mode = "hybrid"
+
+
+class VectorSearch(Protocol):
+    """An index that answers a SearchRequest with ACL-trimmed, filtered, ranked chunks."""
+
+    async def search(self, request: SearchRequest) -> list[RetrievedChunk]:
+        """The best `request.top_k` chunks the principal may read, best first."""
+        ...
+
+
+def unit(vector: Sequence[float]) -> np.ndarray:
+    """`vector` as float32 scaled to length 1 (a zero vector stays zero)."""
+    array = np.asarray(vector, dtype=np.float32)
+    norm = float(np.linalg.norm(array))
+    return array / norm if norm > 0 else array
+
+
+def fuse(
+    vector_ranking: Sequence[str],
+    keyword_ranking: Sequence[str],
+    scores: Mapping[str, tuple[float, float]],
+    mode: Mode,
+    top_k: int,
+) -> list[tuple[str, float, int | None, int | None]]:
+    """(id, score, vector rank, keyword rank) of the best `top_k` for `mode`."""
+    vector_ranks = {key: rank for rank, key in enumerate(vector_ranking, start=1)}
+    keyword_ranks = {key: rank for rank, key in enumerate(keyword_ranking, start=1)}
+    if mode == "vector":
+        chosen = [(key, scores[key][0]) for key in vector_ranking[:top_k]]
+    elif mode == "keyword":
+        chosen = [(key, scores[key][1]) for key in keyword_ranking[:top_k]]
+    else:
+        fused = reciprocal_rank_fusion([vector_ranking, keyword_ranking], k=RRF_K)
+        chosen = [(item.key, item.score) for item in fused[:top_k]]
+    return [(key, score, vector_ranks.get(key), keyword_ranks.get(key)) for key, score in chosen]
+
+
+def to_result(
+    item: Mapping[str, Any], score: float, ranks: tuple[int | None, int | None]
+) -> RetrievedChunk:
+    """A RetrievedChunk from a chunk item."""
+    return RetrievedChunk(
+        id=item["id"],
+        document_id=item["document_id"],
+        document_name=item["document_name"],
+        pages=list(item.get("pages") or []),
+        text=item["text"],
+        kind=item["kind"],
+        headings=list(item.get("headings") or []),
+        score=float(score),
+        vector_rank=ranks[0],
+        keyword_rank=ranks[1],
+    )
+
+
+# In memory -------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Entry:
+    """One indexed chunk: its metadata (without the vector) and its term counts."""
+
+    item: dict[str, Any]
+    terms: TermCounts
+
+
+class TenantIndex:
+    """One tenant's live chunks in process: unit vectors in a matrix, term counts for BM25."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, _Entry] = {}
+        self._vectors: dict[str, np.ndarray] = {}
+        self._dimensions: int | None = None
+        self._matrix: np.ndarray | None = None  # rebuilt lazily after changes
+        self._order: list[str] = []
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def ids(self) -> set[str]:
+        """The ids of the indexed chunks."""
+        return set(self._entries)
+
+    def upsert(self, item: Mapping[str, Any]) -> None:
+        """Adds or replaces a chunk item (with its `embedding`)."""
+        vector = unit(item["embedding"])
+        if self._dimensions is None:
+            self._dimensions = len(vector)
+        if len(vector) != self._dimensions:
+            log.warning(
+                "chunk %s has %d-d vector, index has %d-d: skipped",
+                item["id"],
+                len(vector),
+                self._dimensions,
+            )
+            return
+        metadata = {key: item.get(key) for key in FIELDS}
+        self._entries[item["id"]] = _Entry(metadata, TermCounts.of(item["text"]))
+        self._vectors[item["id"]] = vector
+        self._matrix = None
+
+    def remove(self, chunk_id: str) -> bool:
+        """Drops a chunk; False when it was not indexed."""
+        if self._entries.pop(chunk_id, None) is None:
+            return False
+        del self._vectors[chunk_id]
+        self._matrix = None
+        return True
+
+    def _rows(self) -> tuple[list[str], np.ndarray]:
+        """Ids in matrix order and the matrix of unit vectors."""
+        if self._matrix is None:
+            self._order = list(self._entries)
+            dimensions = self._dimensions or 0
+            self._matrix = (
+                np.stack([self._vectors[key] for key in self._order])
+                if self._order
+                else np.zeros((0, dimensions), dtype=np.float32)
+            )
+        return self._order, self._matrix
+
+    def search(self, request: SearchRequest) -> list[RetrievedChunk]:
+        """Exact hybrid search over what `request.principal` may read and the filter passes."""
+        order, matrix = self._rows()
+        allowed = [row for row, key in enumerate(order) if self._admits(request, key)]
+        if not allowed:
+            return []
+        keys = [order[row] for row in allowed]
+        similarity = self._similarities(matrix[allowed], request.vector)
+        keyword = bm25_scores(request.text, [self._entries[key].terms for key in keys])
+        scores = {key: (float(similarity[i]), float(keyword[i])) for i, key in enumerate(keys)}
+        results = fuse(
+            _ranking(keys, similarity, positive=False),
+            _ranking(keys, keyword, positive=True),
+            scores,
+            request.mode,
+            request.top_k,
+        )
+        return [
+            to_result(self._entries[key].item, score, (vector_rank, keyword_rank))
+            for key, score, vector_rank, keyword_rank in results
+        ]
+
+    def _admits(self, request: SearchRequest, key: str) -> bool:
+        """ACL, tenant, live status and the metadata filter."""
+        item = self._entries[key].item
+        return is_searchable(request.principal, item) and matches(request.filters, item)
+
+    def _similarities(self, rows: np.ndarray, vector: Sequence[float]) -> np.ndarray:
+        """Cosine similarity of each row with the question vector."""
+        query = unit(vector)
+        if rows.shape[1] != len(query):
+            raise ValueError(f"question vector is {len(query)}-d, the index {rows.shape[1]}-d")
+        return rows @ query
+
+
+def _ranking(keys: list[str], scores: np.ndarray, positive: bool) -> list[str]:
+    """The best CANDIDATES keys by score (BM25 keeps only scores above zero)."""
+    order = np.argsort(-scores, kind="stable")[:CANDIDATES]
+    return [keys[index] for index in order if not positive or scores[index] > 0]
+
+
+@dataclass
+class _TenantState:
+    """A tenant's index and how fresh it is."""
+
+    index: TenantIndex = field(default_factory=TenantIndex)
+    last_ts: int = 0
+    refreshed_at: float = -math.inf
+    loaded: bool = False
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class InMemoryIndex:
+    """Per-tenant in-process indexes, refreshed from the Cosmos chunks container."""
+
+    def __init__(
+        self,
+        store: CosmosStore,
+        refresh_seconds: float = REFRESH_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store
+        self._refresh_seconds = refresh_seconds
+        self._clock = clock
+        self._tenants: dict[str, _TenantState] = {}
+
+    async def search(self, request: SearchRequest) -> list[RetrievedChunk]:
+        """Refreshes the tenant's index if due, then searches it."""
+        index = await self.tenant_index(request.principal.tenant)
+        return index.search(request)
+
+    async def tenant_index(self, tenant: str) -> TenantIndex:
+        """The tenant's index, refreshed first when the last refresh is older than allowed."""
+        state = self._tenants.setdefault(tenant, _TenantState())
+        if self._clock() - state.refreshed_at >= self._refresh_seconds:
+            async with state.lock:  # one refresh at a time; waiters then find it fresh
+                if self._clock() - state.refreshed_at >= self._refresh_seconds:
+                    await self._refresh_or_keep(tenant, state)
+        return state.index
+
+    async def refresh(self, tenant: str) -> TenantIndex:
+        """Refreshes the tenant's index now, whatever its age."""
+        state = self._tenants.setdefault(tenant, _TenantState())
+        async with state.lock:
+            await self._sync(tenant, state)
+            state.refreshed_at = self._clock()
+        return state.index
+
+    async def _refresh_or_keep(self, tenant: str, state: _TenantState) -> None:
+        """A failed refresh keeps serving the last good index; a failed first load raises."""
+        try:
+            await self._sync(tenant, state)
+        except Exception:
+            if not state.loaded:
+                raise
+            log.warning(
+                "refreshing the %s index failed; serving the last one", tenant, exc_info=True
+            )
+        state.refreshed_at = self._clock()
+
+    async def _sync(self, tenant: str, state: _TenantState) -> None:
+        """Delta by _ts, then a live count; ids are re-listed only when the counts differ."""
+        await self._apply_delta(tenant, state)
+        live = await self._store.query(
+            CHUNKS,
+            "SELECT VALUE COUNT(1) FROM c WHERE c.tenant = @pk AND c.status = @live",
+            {"@pk": tenant, "@live": LIVE},
+            tenant,
+        )
+        if live and live[0] != len(state.index):
+            await self._reconcile(tenant, state)
+        state.loaded = True
+
+    async def _apply_delta(self, tenant: str, state: _TenantState) -> None:
+        """Applies every chunk written at or after the last `_ts` seen."""
+        select = ", ".join(f"c.{name}" for name in (*FIELDS, "embedding", "_ts"))
+        rows = await self._store.query_partition(
+            CHUNKS, tenant, "c._ts >= @since", {"@since": state.last_ts}, select=select
+        )
+        for row in rows:
+            if row.get("status") == LIVE:
+                state.index.upsert(row)
+            else:
+                state.index.remove(row["id"])
+            state.last_ts = max(state.last_ts, int(row.get("_ts") or 0))
+
+    async def _reconcile(self, tenant: str, state: _TenantState) -> None:
+        """Drops chunks no longer live; fetches live ones the delta missed."""
+        listed = await self._store.query_partition(
+            CHUNKS, tenant, "c.status = @live", {"@live": LIVE}, select="c.id"
+        )
+        live_ids = {row["id"] for row in listed}
+        for chunk_id in state.index.ids - live_ids:
+            state.index.remove(chunk_id)
+        missing = sorted(live_ids - state.index.ids)
+        if missing:
+            select = ", ".join(f"c.{name}" for name in (*FIELDS, "embedding"))
+            rows = await self._store.query_partition(
+                CHUNKS, tenant, "ARRAY_CONTAINS(@ids, c.id)", {"@ids": missing}, select=select
+            )
+            for row in rows:
+                if row.get("status") == LIVE:
+                    state.index.upsert(row)
+
+
+# Cosmos vector search --------------------------------------------------------------------------
+
+
+def vector_query(request: SearchRequest, candidates: int = CANDIDATES) -> tuple[str, dict]:
+    """The VectorDistance query: top candidates the principal may read that pass the filter."""
+    acl, parameters = acl_sql(request.principal)
+    where, filter_parameters = compile_filter(request.filters)
+    select = ", ".join(f"c.{name}" for name in FIELDS)
+    sql = (
+        f"SELECT TOP @top {select}, VectorDistance(c.embedding, @vector) AS similarity "
+        f"FROM c WHERE c.tenant = @pk AND {acl} AND {where} "
+        "ORDER BY VectorDistance(c.embedding, @vector)"
+    )
+    parameters = {
+        **parameters,
+        **filter_parameters,
+        "@pk": request.principal.tenant,
+        "@top": max(candidates, request.top_k),
+        "@vector": [float(value) for value in request.vector],
+    }
+    return sql, parameters
+
+
+class CosmosVectorIndex:
+    """Vector search in Cosmos (VectorDistance), BM25 over its candidates, RRF in process."""
+
+    def __init__(self, store: CosmosStore, candidates: int = CANDIDATES) -> None:
+        if not store.capabilities.vector_distance:
+            raise ValueError(
+                "RETRIEVAL_MODE=cosmos needs VectorDistance, which this Cosmos endpoint lacks "
+                "(the emulator): use RETRIEVAL_MODE=memory"
+            )
+        self._store = store
+        self._candidates = candidates
+
+    async def search(self, request: SearchRequest) -> list[RetrievedChunk]:
+        """One VectorDistance query, then keyword re-ranking of its rows and fusion."""
+        sql, parameters = vector_query(request, self._candidates)
+        rows = await self._store.query(CHUNKS, sql, parameters, request.principal.tenant)
+        return rank_candidates(request, rows)
+
+
+def rank_candidates(
+    request: SearchRequest, rows: Sequence[Mapping[str, Any]]
+) -> list[RetrievedChunk]:
+    """Fuses the vector order of `rows` (best first) with BM25 over their texts."""
+    by_id = {row["id"]: row for row in rows}
+    keys = list(by_id)
+    keyword = bm25_scores(request.text, [TermCounts.of(by_id[key]["text"]) for key in keys])
+    scores = {
+        key: (float(by_id[key].get("similarity") or 0.0), float(keyword[i]))
+        for i, key in enumerate(keys)
+    }
+    keyword_order = _ranking(keys, keyword, positive=True)
+    results = fuse(keys, keyword_order, scores, request.mode, request.top_k)
+    return [
+        to_result(by_id[key], score, (vector_rank, keyword_rank))
+        for key, score, vector_rank, keyword_rank in results
+    ]
+
+
+# The retriever ---------------------------------------------------------------------------------
+
+
+class Retriever:
+    """Embeds a question and searches the configured index for what the principal may read."""
+
+    def __init__(self, index: VectorSearch, embedder: Embedder, default_top_k: int = 5) -> None:
+        self.index = index
+        self._embedder = embedder
+        self._default_top_k = default_top_k
+
+    async def retrieve(
+        self,
+        question: str,
+        principal: Principal,
+        filters: Mapping[str, Any] | None = None,
+        top_k: int | None = None,
+        mode: Mode = "hybrid",
+    ) -> list[RetrievedChunk]:
+        """The best `top_k` chunks for `question`; InvalidFilter/ValueError on bad input."""
+        node = parse_filter(filters)  # a bad filter fails before any embedding or query
+        top_k = self._default_top_k if top_k is None else top_k
+        if not 1 <= top_k <= MAX_TOP_K:
+            raise ValueError(f"top_k must be between 1 and {MAX_TOP_K}")
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}")
+        [vector] = await self._embedder.embed([question])
+        request = SearchRequest(question, vector, principal, node, top_k, mode)
+        return await self.index.search(request)
+
+
+def build_retriever(services: Services) -> Retriever:
+    """The retriever RETRIEVAL_MODE asks for; build it once per process (it holds the index)."""
+    settings = services.settings
+    index: VectorSearch
+    if settings.retrieval_mode == "cosmos":
+        index = CosmosVectorIndex(services.store)
+    else:
+        index = InMemoryIndex(services.store)
+    return Retriever(index, services.embedder, settings.retrieval_top_k)
+
+
+__all__ = [
+    "CANDIDATES",
+    "MAX_TOP_K",
+    "MODES",
+    "CosmosVectorIndex",
+    "InMemoryIndex",
+    "RetrievedChunk",
+    "Retriever",
+    "SearchRequest",
+    "TenantIndex",
+    "VectorSearch",
+    "build_retriever",
+    "rank_candidates",
+    "vector_query",
+]
