@@ -3,7 +3,7 @@
 Azure Monitor's exporter (`azure-monitor-opentelemetry`) replaces the retired OpenCensus
 exporter: OpenCensus stopped receiving fixes in 2023, while OpenTelemetry is the standard the
 Functions host and the Azure SDKs now emit. With neither exporter configured nothing is sent,
-but spans are still created, so the code paths are the same everywhere.
+but spans are still created (with real trace ids), so the code paths are the same everywhere.
 """
 
 from __future__ import annotations
@@ -47,6 +47,10 @@ def _install(settings: Settings) -> str:
     if settings.otlp_endpoint:
         _install_otlp(settings.otlp_endpoint, resource_attributes)
         return "otlp"
+    # No exporter, but a real provider: spans get real trace ids, which answers report.
+    from opentelemetry.sdk.trace import TracerProvider
+
+    trace.set_tracer_provider(TracerProvider(resource=_resource(resource_attributes)))
     return "none"
 
 

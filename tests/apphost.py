@@ -45,6 +45,8 @@ def app_environment(emulators: EmulatorEndpoints, name: str, **overrides: str) -
         "DEVHOST_BLOB_POLL_SECONDS": "0.2",
         "DOCGATE_API_KEYS": API_KEYS_SETTING,
         "LLM_REGIONS": "[]",
+        # Probes are tested on their own; here they would consume scripted region faults.
+        "REGION_HEALTH_SCHEDULE": "0 0 0 1 1 *",
         **overrides,
     }
 
@@ -61,6 +63,7 @@ def start_app(
     folder: Path, environment: dict[str, str], wait: bool = True, data_dir: Path | None = None
 ) -> HostProcess:
     """Starts function_app under devhost."""
+    folder.mkdir(parents=True, exist_ok=True)
     settings_file = write_settings_file(folder)
     host = HostProcess(
         ROOT, data_dir or folder / "data", env=environment, settings_file=settings_file

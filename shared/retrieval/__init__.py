@@ -1,0 +1,1 @@
+"""Retrieval: ACL-trimmed hybrid search over the chunk index, filters and follow-ups."""
