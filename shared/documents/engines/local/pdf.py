@@ -83,6 +83,7 @@ class _PageRead:
     lines: list[TextLine]
     tables: list[PlumberTable] = field(default_factory=list)
     table_bold_rows: list[bool] = field(default_factory=list)
+    table_texts: list[list[list[str | None]]] = field(default_factory=list)
     images: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -153,6 +154,8 @@ def _read_page(page: PlumberPage, pdfium_page: pypdfium2.PdfPage) -> _PageRead:
     if read.has_text_layer:
         read.tables = [table for table in page.find_tables() if table.cells]
         read.table_bold_rows = [_first_row_bold(page, table) for table in read.tables]
+        # Extracted now, while the page is parsed: after close() pdfplumber would parse it again.
+        read.table_texts = [table.extract() for table in read.tables]
         read.lines = _text_lines(_without_tables(page, read.tables))
     else:
         read.images = [image for image in read.images if not _is_scan(image, page)]
@@ -346,7 +349,12 @@ def _emit_page(
     items += [
         (block[1][0].top, 0, (block, role)) for block, role in zip(blocks, roles, strict=True)
     ]
-    items += [(table.bbox[1], 1, (table, bold)) for table, bold in _tables_with_bold(read)]
+    items += [
+        (table.bbox[1], 1, (table, bold, texts))
+        for table, bold, texts in zip(
+            read.tables, read.table_bold_rows, read.table_texts, strict=True
+        )
+    ]
     items += [(image["top"], 2, image) for image in read.images]
     for _, kind, payload in sorted(items, key=lambda item: (item[0], item[1])):
         if kind == 0:
@@ -355,11 +363,6 @@ def _emit_page(
             _emit_table(builder, read.number, *payload)
         else:
             _emit_figure(builder, read, pdfium_page, payload, captions.get(id(payload)))
-
-
-def _tables_with_bold(read: _PageRead) -> list[tuple[PlumberTable, bool]]:
-    """Each table with whether its first row is bold."""
-    return list(zip(read.tables, read.table_bold_rows, strict=True))
 
 
 def _paragraph_blocks(
@@ -455,9 +458,15 @@ def _emit_paragraph(
     builder.add_paragraph(join_text(lines), page, role, level, region)
 
 
-def _emit_table(builder: LayoutBuilder, page: int, table: PlumberTable, bold: bool) -> None:
+def _emit_table(
+    builder: LayoutBuilder,
+    page: int,
+    table: PlumberTable,
+    bold: bool,
+    texts: list[list[str | None]],
+) -> None:
     """Adds a ruled table: cells placed on the grid the ruling lines form, spans included."""
-    cells = _table_cells(table)
+    cells = _table_cells(table, texts)
     grid = [["" for _ in range(max(c.column + c.column_span for c in cells))] for _ in table.rows]
     for cell in cells:
         grid[cell.row][cell.column] = cell.content
@@ -469,12 +478,11 @@ def _emit_table(builder: LayoutBuilder, page: int, table: PlumberTable, bold: bo
     )
 
 
-def _table_cells(table: PlumberTable) -> list[TableCell]:
+def _table_cells(table: PlumberTable, texts: list[list[str | None]]) -> list[TableCell]:
     """Cells with row/column spans measured against the table's distinct cell edges."""
     boxes = [box for row in table.rows for box in row.cells if box is not None]
     xs = sorted({round(value, 1) for box in boxes for value in (box[0], box[2])})
     ys = sorted({round(value, 1) for box in boxes for value in (box[1], box[3])})
-    texts = table.extract()
     cells, seen = [], set()
     for row_index, row in enumerate(table.rows):
         for column_index, box in enumerate(row.cells):
