@@ -244,7 +244,26 @@ def dependency_probes(services: Services) -> list[DependencyProbe]:
     async def probe_cosmos() -> None:
         await services.store.read_database()
 
-    return [
+    probes = [
         DependencyProbe("blob_storage", probe_blob_storage),
         DependencyProbe("cosmos", probe_cosmos),
     ]
+    router = services.region_router
+    if router is not None:
+        probes += [region_probe(state) for state in router.region_states()]
+    return probes
+
+
+class RegionUnavailable(Exception):
+    """The region's circuit breaker is open."""
+
+
+def region_probe(state: dict[str, Any]) -> DependencyProbe:
+    """A region as health sees it: down while its breaker is open (no model call is made; the
+    region health timer probes regions and feeds the breakers)."""
+
+    async def probe() -> None:
+        if state["breaker"] == "open":
+            raise RegionUnavailable(state["name"])
+
+    return DependencyProbe(f"llm:{state['name']}", probe, required=False)
