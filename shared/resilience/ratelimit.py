@@ -1,0 +1,428 @@
+"""Requests- and tokens-per-minute admission shared by every instance, reserved before the call.
+
+Each principal is limited by two buckets: its user's (limits from its role) and its tenant's.
+Each bucket is one Cosmos item holding both levels (requests and tokens), so one conditional
+write reserves a request and its estimated tokens together.
+
+Multi-bucket admission (user, then tenant: a fixed order) never leaves a partial reservation:
+1. if this instance's cached copy of the tenant bucket predicts a refusal, the tenant item is
+   re-read and, when it really refuses, the request is refused with nothing written;
+2. otherwise each bucket is taken in order by compare-and-swap on its ETag (re-read and retry
+   on a conflict, at most `max_attempts` tries);
+3. when a later bucket refuses, what the earlier ones gave is given back before returning.
+Between 2 and 3 the user's reservation is briefly held: a concurrent request of the same user
+may be refused that it would otherwise get. That errs towards under-admission only; the limit
+is never exceeded, because every take is a CAS that checks the level it replaces.
+
+Cost per decision (Cosmos round trips; 1-RU point reads, ~10-RU replaces on one partition):
+- admitted, this instance wrote both items last (warm cache): 0 reads + 2 writes;
+- admitted, cold cache: 2 reads + 2 writes;
+- each conflict with another instance: +1 failed write, +1 read, +1 write;
+- refused by either bucket: 1 read, 0 writes (plus 1 give-back write when the cached copy
+  of the tenant was stale and the user had already been taken);
+- settle: 0 when the estimate was exact, else 1 write per bucket (+ read/write per conflict).
+
+No local pre-allocation (leasing slices of a bucket to serve locally): per-user buckets are
+small (tens of requests a minute) and spread over many instances, so slices would either be
+tiny (no saving) or strand most of a user's quota in idle instances (false refusals up to
+slice x instances). The CAS path is exact, and its cost is two point writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import time
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import quote
+
+from azure.core.exceptions import AzureError
+
+from shared.resilience.ratelimit_buckets import (
+    BucketState,
+    Cost,
+    Limit,
+    adjust,
+    full_in,
+    refusal,
+    take,
+    wait_seconds,
+)
+from shared.resilience.ratelimit_store import BucketConflict, BucketStore, Stored
+from shared.security.principal import Principal
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+Transition = Callable[[BucketState, float], BucketState | None]
+Outcome = Literal["written", "refused", "contended"]
+FailMode = Literal["open", "closed"]
+
+# What an unreachable Cosmos raises through the SDK (HTTP errors and transport failures).
+STORE_ERRORS: tuple[type[BaseException], ...] = (AzureError, OSError, TimeoutError)
+# A request refused because the bucket was too contended to write may try again very soon.
+CONTENTION_RETRY_AFTER_SECONDS = 1.0
+
+DEFAULT_RATE_LIMITS_JSON = json.dumps(
+    {
+        "roles": {"user": {"rpm": 60, "tpm": 100_000}, "admin": {"rpm": 300, "tpm": 500_000}},
+        "default_role": "user",
+        "tenant": {"rpm": 1_000, "tpm": 2_000_000},
+        "on_store_error": "closed",
+        "max_attempts": 10,
+        "unavailable_retry_after_seconds": 5,
+    }
+)
+
+
+# Options --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RateLimits:
+    """Limits per role and per tenant, and what to do when the store cannot answer."""
+
+    by_role: Mapping[str, Limit]
+    tenant: Limit | None = None  # None: no tenant-wide bucket
+    default_role: str = "user"  # applies to principals holding none of the configured roles
+    on_store_error: FailMode = "closed"
+    max_attempts: int = 10  # compare-and-swap tries per bucket before refusing as "contention"
+    unavailable_retry_after_seconds: float = 5.0
+
+    def __post_init__(self) -> None:
+        """Reject options that would leave some principal without a limit."""
+        if self.default_role not in self.by_role:
+            raise ValueError(f"default_role {self.default_role!r} has no limit in roles")
+        if self.on_store_error not in ("open", "closed"):
+            raise ValueError("on_store_error must be 'open' or 'closed'")
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+
+    @classmethod
+    def from_json(cls, text: str) -> RateLimits:
+        """Parse the RATE_LIMITS setting (see DEFAULT_RATE_LIMITS_JSON for its shape)."""
+        raw = json.loads(text or DEFAULT_RATE_LIMITS_JSON)
+        if not isinstance(raw, dict) or not isinstance(raw.get("roles"), dict):
+            raise ValueError('RATE_LIMITS must be a JSON object with "roles"')
+        tenant = raw.get("tenant")
+        return cls(
+            by_role={role: _parse_limit(value) for role, value in raw["roles"].items()},
+            tenant=None if tenant is None else _parse_limit(tenant),
+            default_role=str(raw.get("default_role", "user")),
+            on_store_error=raw.get("on_store_error", "closed"),
+            max_attempts=int(raw.get("max_attempts", 10)),
+            unavailable_retry_after_seconds=float(raw.get("unavailable_retry_after_seconds", 5)),
+        )
+
+    def user_limit(self, principal: Principal) -> Limit:
+        """The widest limit among the principal's configured roles, else the default role's."""
+        limits = [self.by_role[role] for role in principal.roles if role in self.by_role]
+        if not limits:
+            return self.by_role[self.default_role]
+        widest = limits[0]
+        for limit in limits[1:]:
+            widest = widest.widest(limit)
+        return widest
+
+
+def _parse_limit(value: Any) -> Limit:
+    """A Limit from {"rpm": int, "tpm": int}."""
+    if not isinstance(value, dict) or set(value) != {"rpm", "tpm"}:
+        raise ValueError(f'a limit must be {{"rpm": int, "tpm": int}}, got {value!r}')
+    return Limit(int(value["rpm"]), int(value["tpm"]))
+
+
+# Decisions ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """One bucket a principal is limited by."""
+
+    id: str
+    kind: Literal["user", "tenant"]
+    limit: Limit
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """What an admission took, so settle() can correct it; settle each reservation once."""
+
+    buckets: tuple[Bucket, ...] = ()
+    tokens: int = 0
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The limiter's answer; remaining/reset describe the tightest bucket it saw.
+
+    reason: why a request was refused ("requests", "tokens", "too_large", "contention",
+    "unavailable"), or "unavailable" on an allowed decision made while failing open.
+    retry_after_seconds is set on every refusal except "too_large" (retrying cannot help).
+    """
+
+    allowed: bool
+    remaining_requests: int | None
+    remaining_tokens: int | None
+    reset_seconds: float
+    retry_after_seconds: float | None
+    reservation: Reservation
+    reason: str | None = None
+    bucket: Literal["user", "tenant"] | None = None
+
+
+def headers(decision: Decision) -> dict[str, str]:
+    """The x-ratelimit-* response headers, plus Retry-After on a refusal that may retry."""
+    result = {"x-ratelimit-reset": str(math.ceil(decision.reset_seconds))}
+    if decision.remaining_requests is not None:
+        result["x-ratelimit-remaining-requests"] = str(decision.remaining_requests)
+    if decision.remaining_tokens is not None:
+        result["x-ratelimit-remaining-tokens"] = str(decision.remaining_tokens)
+    if not decision.allowed and decision.retry_after_seconds is not None:
+        # Whole seconds, rounded up (a client retrying early would just be refused again).
+        result["Retry-After"] = str(max(1, math.ceil(decision.retry_after_seconds)))
+    return result
+
+
+def bucket_ids(principal: Principal) -> tuple[str, str]:
+    """The (user, tenant) item ids; users are scoped by tenant, parts escaped for Cosmos."""
+    tenant = quote(principal.tenant, safe="")
+    return f"user:{tenant}:{quote(principal.user_id, safe='')}", f"tenant:{tenant}"
+
+
+def _taking(limit: Limit, cost: Cost) -> Transition:
+    """A transition taking `cost` (None when the bucket refuses)."""
+    return lambda state, now: take(state, limit, cost, now)
+
+
+def _adjusting(limit: Limit, requests: float, tokens: float) -> Transition:
+    """A transition moving the levels by (requests, tokens); it never refuses."""
+    return lambda state, now: adjust(state, limit, requests, tokens, now)
+
+
+def _remaining(level: float) -> int:
+    """A level as a header count (never negative, fractions not yet usable)."""
+    return max(0, math.floor(level))
+
+
+# The limiter ----------------------------------------------------------------------------------
+
+
+@dataclass
+class RateLimiter:
+    """Admits or refuses calls against shared buckets, then settles them with actual usage."""
+
+    store: BucketStore
+    limits: RateLimits
+    clock: Clock = time.time
+    cache_entries: int = 4096  # buckets whose last known state and ETag this instance keeps
+    _cache: OrderedDict[str, Stored] = field(default_factory=OrderedDict, init=False, repr=False)
+    _locks: weakref.WeakValueDictionary[str, asyncio.Lock] = field(
+        default_factory=weakref.WeakValueDictionary, init=False, repr=False
+    )
+
+    def buckets_of(self, principal: Principal) -> tuple[Bucket, ...]:
+        """The principal's buckets in the fixed admission order: user, then tenant."""
+        user_id, tenant_id = bucket_ids(principal)
+        buckets = [Bucket(user_id, "user", self.limits.user_limit(principal))]
+        if self.limits.tenant is not None:
+            buckets.append(Bucket(tenant_id, "tenant", self.limits.tenant))
+        return tuple(buckets)
+
+    async def admit(self, principal: Principal, estimated_tokens: int) -> Decision:
+        """Reserve 1 request and `estimated_tokens` in every bucket of `principal`, or none."""
+        cost = Cost(1, max(0, int(estimated_tokens)))
+        buckets = self.buckets_of(principal)
+        oversized = next((b for b in buckets if _exceeds(b.limit, cost)), None)
+        if oversized is not None:
+            return self._too_large(oversized, cost)
+        taken: list[tuple[Bucket, Stored]] = []
+        try:
+            early = await self._confirmed_refusal(buckets[1:], cost)
+            if early is not None:
+                return early
+            for bucket in buckets:
+                outcome, stored = await self._swap(bucket, _taking(bucket.limit, cost))
+                if outcome != "written":
+                    await self._give_back([b for b, _ in taken], cost)
+                    return self._refused(bucket, stored, cost, outcome)
+                taken.append((bucket, stored))
+        except STORE_ERRORS as error:
+            return await self._store_failed(error, taken, cost)
+        return self._allowed(taken, cost)
+
+    async def settle(self, reservation: Reservation, actual_tokens: int) -> None:
+        """Give back (or charge) the difference between estimated and actual tokens; never raises.
+
+        A bucket charged beyond its level goes into debt and refuses until refill repays it:
+        the charge is never refused, as the tokens are already spent.
+        """
+        difference = reservation.tokens - max(0, int(actual_tokens))
+        if difference == 0 or not reservation.buckets:
+            return
+        await asyncio.gather(
+            *(self._adjust(bucket, 0, difference) for bucket in reservation.buckets)
+        )
+
+    # admission steps --------------------------------------------------------------------------
+
+    async def _confirmed_refusal(self, buckets: tuple[Bucket, ...], cost: Cost) -> Decision | None:
+        """A refusal by a later bucket, found before anything is taken (None: go ahead).
+
+        Only a cached copy that predicts a refusal costs a read; a bucket this instance has not
+        seen is left to the take itself.
+        """
+        for bucket in buckets:
+            cached = self._cache.get(bucket.id)
+            if cached is None or refusal(cached.state, bucket.limit, cost, self.clock()) is None:
+                continue
+            stored = await self._fetch(bucket)
+            if refusal(stored.state, bucket.limit, cost, self.clock()) is not None:
+                return self._refused(bucket, stored, cost, "refused")
+        return None
+
+    async def _give_back(self, buckets: list[Bucket], cost: Cost) -> None:
+        """Return `cost` to buckets already taken, after a later one refused."""
+        for bucket in buckets:
+            await self._adjust(bucket, cost.requests, cost.tokens)
+
+    async def _adjust(self, bucket: Bucket, requests: float, tokens: float) -> bool:
+        """Move a bucket's levels; on failure log and return False (refill heals the bucket)."""
+        try:
+            outcome, _ = await self._swap(bucket, _adjusting(bucket.limit, requests, tokens))
+        except STORE_ERRORS as error:
+            log.warning(
+                "rate limit correction lost on a %s bucket: store error %s",
+                bucket.kind,
+                _describe(error),
+            )
+            return False
+        if outcome != "written":
+            log.warning("rate limit correction lost on a %s bucket: contention", bucket.kind)
+        return outcome == "written"
+
+    async def _store_failed(
+        self, error: BaseException, taken: list[tuple[Bucket, Stored]], cost: Cost
+    ) -> Decision:
+        """Fail open (allow, keeping what was reserved) or closed (give back, refuse)."""
+        mode = self.limits.on_store_error
+        log.warning("rate limit store unavailable (%s); failing %s", _describe(error), mode)
+        if mode == "open":
+            reservation = Reservation(tuple(b for b, _ in taken), cost.tokens)
+            return Decision(True, None, None, 0.0, None, reservation, "unavailable")
+        await self._give_back([b for b, _ in taken], cost)
+        retry = self.limits.unavailable_retry_after_seconds
+        return Decision(False, None, None, retry, retry, Reservation(), "unavailable")
+
+    # compare-and-swap -------------------------------------------------------------------------
+
+    async def _swap(self, bucket: Bucket, transition: Transition) -> tuple[Outcome, Stored]:
+        """Apply `transition` by compare-and-swap, re-reading on conflict (bounded tries).
+
+        The first try uses the cached state and ETag, so a bucket this instance wrote last costs
+        one write. A refusal computed from the cache is confirmed by a fresh read first (another
+        instance may have given tokens back). Callers in this process take turns per bucket, so
+        only other instances can make a write conflict.
+        """
+        async with self._lock(bucket.id):
+            cached = self._cache.get(bucket.id)
+            stored, fresh = (cached, False) if cached else (await self._fetch(bucket), True)
+            for _ in range(self.limits.max_attempts):
+                changed = transition(stored.state, self.clock())
+                if changed is None:
+                    if fresh:
+                        return "refused", stored
+                    stored, fresh = await self._fetch(bucket), True
+                    continue
+                try:
+                    return "written", self._remember(await self.store.put(changed, stored.etag))
+                except BucketConflict:
+                    stored, fresh = await self._fetch(bucket), True
+            return "contended", stored
+
+    async def _fetch(self, bucket: Bucket) -> Stored:
+        """One read of the bucket (a missing item is a full bucket not yet created)."""
+        stored = await self.store.get(bucket.id)
+        if stored is None:
+            stored = Stored(BucketState.full(bucket.id, bucket.limit, self.clock()), None)
+        return self._remember(stored)
+
+    def _remember(self, stored: Stored) -> Stored:
+        """Cache `stored` as the latest known version of its bucket (least recently used out)."""
+        self._cache[stored.state.id] = stored
+        self._cache.move_to_end(stored.state.id)
+        while len(self._cache) > self.cache_entries:
+            self._cache.popitem(last=False)
+        return stored
+
+    def _lock(self, bucket_id: str) -> asyncio.Lock:
+        """This process's lock of a bucket (dropped by the weak map once nobody waits on it)."""
+        lock = self._locks.get(bucket_id)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._locks[bucket_id] = lock
+        return lock
+
+    # decisions --------------------------------------------------------------------------------
+
+    def _allowed(self, taken: list[tuple[Bucket, Stored]], cost: Cost) -> Decision:
+        """The admission, reporting the tightest of the buckets as they were written."""
+        now = self.clock()
+        states = [stored.state for _, stored in taken]
+        return Decision(
+            allowed=True,
+            remaining_requests=min(_remaining(s.requests) for s in states),
+            remaining_tokens=min(_remaining(s.tokens) for s in states),
+            reset_seconds=max(full_in(s.state, b.limit, now) for b, s in taken),
+            retry_after_seconds=None,
+            reservation=Reservation(tuple(b for b, _ in taken), cost.tokens),
+        )
+
+    def _refused(self, bucket: Bucket, stored: Stored, cost: Cost, outcome: Outcome) -> Decision:
+        """The refusal by `bucket`, as last read; nothing stays reserved."""
+        now = self.clock()
+        contended = outcome == "contended"
+        # A bucket that refilled since it was read still refused this request: say which level.
+        reason = "contention" if contended else refusal(stored.state, bucket.limit, cost, now)
+        reason = reason or "requests"
+        wait = wait_seconds(stored.state, bucket.limit, cost, now)
+        return Decision(
+            allowed=False,
+            remaining_requests=_remaining(stored.state.requests),
+            remaining_tokens=_remaining(stored.state.tokens),
+            reset_seconds=full_in(stored.state, bucket.limit, now),
+            retry_after_seconds=CONTENTION_RETRY_AFTER_SECONDS if contended else wait,
+            reservation=Reservation(),
+            reason=reason,
+            bucket=bucket.kind,
+        )
+
+    def _too_large(self, bucket: Bucket, cost: Cost) -> Decision:
+        """A request no bucket refill can ever admit (its estimate exceeds the capacity)."""
+        return Decision(
+            allowed=False,
+            remaining_requests=None,
+            remaining_tokens=None,
+            reset_seconds=0.0,
+            retry_after_seconds=None,
+            reservation=Reservation(),
+            reason="too_large",
+            bucket=bucket.kind,
+        )
+
+
+def _exceeds(limit: Limit, cost: Cost) -> bool:
+    """Whether `cost` is more than the bucket can ever hold."""
+    return cost.requests > limit.rpm or cost.tokens > limit.tpm
+
+
+def _describe(error: BaseException) -> str:
+    """The error's type and HTTP status only: messages may echo request details."""
+    status = getattr(error, "status_code", None)
+    return type(error).__name__ if status is None else f"{type(error).__name__} {status}"
