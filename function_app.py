@@ -36,10 +36,11 @@ from shared.chat.responses import (
 from shared.config import get_settings
 from shared.documents import lifecycle, records
 from shared.health import check_dependencies
-from shared.http import Handler, ProblemError, endpoint, json_response
+from shared.http import Handler, endpoint, json_response
 from shared.ingestion import Upload, start_ingestion
 from shared.security.auth import authenticate
 from shared.security.principal import Principal
+from shared.security.rbac import require_permission
 from shared.services import dependency_probes, get_services, provision
 from shared.telemetry import configure_telemetry
 
@@ -54,22 +55,24 @@ provision(settings)
 app = df.DFApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 
 
-def secured(route: str) -> Callable[[Handler], Handler]:
-    """The endpoint wrapper that authenticates the caller first (every route but health)."""
-    return endpoint(route, authenticator=lambda req: authenticate(req, settings))
+def _authorizer(permission: str) -> Callable[[func.HttpRequest], Principal]:
+    def authorize(req: func.HttpRequest) -> Principal:
+        principal = authenticate(req, settings)
+        require_permission(principal, permission)
+        return principal
+
+    return authorize
 
 
-def openai_secured(route: str) -> Callable[[Handler], Handler]:
+def secured(route: str, permission: str) -> Callable[[Handler], Handler]:
+    """The endpoint wrapper for every route but health: authenticate, then require a
+    permission (401 without valid credentials, 403 without the permission)."""
+    return endpoint(route, authenticator=_authorizer(permission))
+
+
+def openai_secured(route: str, permission: str) -> Callable[[Handler], Handler]:
     """`secured`, with errors in OpenAI's shape for the OpenAI-compatible routes."""
-    return endpoint(
-        route, authenticator=lambda req: authenticate(req, settings), render=openai_error
-    )
-
-
-def require_role(principal: Principal, role: str) -> None:
-    """A 403 problem unless the caller holds `role`."""
-    if role not in principal.roles:
-        raise ProblemError(403, f"this needs the {role} role")
+    return endpoint(route, authenticator=_authorizer(permission), render=openai_error)
 
 
 @app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
@@ -87,7 +90,7 @@ async def health(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @app.route(route="documents", methods=["POST"])
-@secured("/api/documents")
+@secured("/api/documents", "documents:write")
 async def upload_document(req: func.HttpRequest, principal: Principal) -> func.HttpResponse:
     """Stores a document in the uploads container; its blob trigger starts ingestion."""
     services = await get_services()
@@ -99,7 +102,7 @@ async def upload_document(req: func.HttpRequest, principal: Principal) -> func.H
 
 
 @app.route(route="documents", methods=["GET"])
-@secured("/api/documents")
+@secured("/api/documents", "documents:read")
 async def list_documents(req: func.HttpRequest, principal: Principal) -> func.HttpResponse:
     """The caller's tenant's documents with their status."""
     services = await get_services()
@@ -111,7 +114,7 @@ async def list_documents(req: func.HttpRequest, principal: Principal) -> func.Ht
 
 @app.route(route="documents/{id}", methods=["GET"])
 @app.durable_client_input(client_name="client")
-@secured("/api/documents/{id}")
+@secured("/api/documents/{id}", "documents:read")
 async def get_document(
     req: func.HttpRequest, principal: Principal, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
@@ -129,7 +132,7 @@ async def get_document(
 
 @app.route(route="documents/{id}", methods=["DELETE"])
 @app.durable_client_input(client_name="client")
-@secured("/api/documents/{id}")
+@secured("/api/documents/{id}", "documents:write")
 async def delete_document(
     req: func.HttpRequest, principal: Principal, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
@@ -151,7 +154,7 @@ async def delete_document(
 
 
 @app.route(route="chat", methods=["POST"])
-@secured("/api/chat")
+@secured("/api/chat", "chat:execute")
 async def chat(req: func.HttpRequest, principal: Principal) -> func.HttpResponse:
     """A grounded answer from the documents the caller may read, with citations."""
     services = await get_services()
@@ -162,7 +165,7 @@ async def chat(req: func.HttpRequest, principal: Principal) -> func.HttpResponse
 
 
 @app.route(route="v1/chat/completions", methods=["POST"])
-@openai_secured("/api/v1/chat/completions")
+@openai_secured("/api/v1/chat/completions", "chat:execute")
 async def chat_completions(req: func.HttpRequest, principal: Principal) -> func.HttpResponse:
     """OpenAI-compatible chat completions (plain and `stream: true` server-sent events)."""
     services = await get_services()
@@ -181,17 +184,16 @@ async def chat_completions(req: func.HttpRequest, principal: Principal) -> func.
 
 
 @app.route(route="v1/models", methods=["GET"])
-@openai_secured("/api/v1/models")
+@openai_secured("/api/v1/models", "chat:execute")
 async def list_models(req: func.HttpRequest, principal: Principal) -> func.HttpResponse:
     """The OpenAI-compatible model list: `docgate` and one id per tier."""
     return json_response(models_json())
 
 
 @app.route(route="regions", methods=["GET"])
-@secured("/api/regions")
+@secured("/api/regions", "regions:read")
 async def regions(req: func.HttpRequest, principal: Principal) -> func.HttpResponse:
     """Each LLM region's state, breaker and recent latency (admins)."""
-    require_role(principal, "admin")
     router = (await get_services()).region_router
     return json_response({"regions": router.region_states() if router else []})
 

@@ -234,7 +234,19 @@ def add_admin_routes(
         if not config.keys.accepts("admin", "", presented_key(request)):
             return problem(401, "The host status needs the master key.")
         names = [function.name for function in functions]
-        return web.json_response({"state": "Running", "version": HOST_VERSION, "functions": names})
+        routes = [
+            {
+                "name": function.name,
+                "route": function_template(config, function),
+                "methods": sorted(allowed_methods(function) or []),
+                "authLevel": function.trigger.get("authLevel", "function"),
+            }
+            for function in functions
+            if function.trigger_type == HTTP_TRIGGER
+        ]
+        return web.json_response(
+            {"state": "Running", "version": HOST_VERSION, "functions": names, "http": routes}
+        )
 
     app.router.add_route("*", "/admin/host/ping", ping)
     app.router.add_get("/admin/host/status", status)

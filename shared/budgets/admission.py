@@ -99,8 +99,12 @@ def exceeded(limited: Limited, committed: float, amount: float, now: float) -> R
         f"{_percent(committed, limited.limit)} used (spent or reserved: ${committed:.4f}); "
         f"this request may cost ${amount:.4f}",
         403,
-        {"scope": limited.key.scope.key, "period": limited.key.period, "resets_at": resets,
-         "retry_after_seconds": max(1, int(resets - now))},
+        {
+            "scope": limited.key.scope.key,
+            "period": limited.key.period,
+            "resets_at": resets,
+            "retry_after_seconds": max(1, int(resets - now)),
+        },
     )
 
 
@@ -164,7 +168,11 @@ class BudgetGate:
         try:
             for item in limited:
                 counter = await self._counters.reserve(
-                    item.key, reservation.id, reservation.amount_usd, reservation.expires, item.limit
+                    item.key,
+                    reservation.id,
+                    reservation.amount_usd,
+                    reservation.expires,
+                    item.limit,
                 )
                 if counter is None:
                     await self._release(reservation.id, held)
@@ -181,7 +189,10 @@ class BudgetGate:
     async def settle(self, reservation: Reservation, actual_cost_usd: float) -> None:
         """Replace the reservation by what the request really cost (0: it never ran)."""
         await asyncio.gather(
-            *(self._counters.settle(key, reservation.id, actual_cost_usd) for key in reservation.keys)
+            *(
+                self._counters.settle(key, reservation.id, actual_cost_usd)
+                for key in reservation.keys
+            )
         )
 
     async def release(self, reservation: Reservation) -> None:
@@ -194,14 +205,19 @@ class BudgetGate:
             try:
                 await self._counters.release(key, reservation_id)
             except Exception:  # it lapses after reservation_seconds: never fail the caller here
-                log.warning("budget: releasing %s on %s failed", reservation_id, key.id, exc_info=True)
+                log.warning(
+                    "budget: releasing %s on %s failed", reservation_id, key.id, exc_info=True
+                )
 
     def _refuse(self, refusal: Refusal) -> Refusal:
         """Log and return a budget refusal."""
         log.info(
             "budget refused: %s",
             refusal.reason,
-            extra={"budget_refusal": refusal.code, "budget_reason": refusal.reason, **{
-                f"budget_{name}": value for name, value in refusal.extra.items()}},
+            extra={
+                "budget_refusal": refusal.code,
+                "budget_reason": refusal.reason,
+                **{f"budget_{name}": value for name, value in refusal.extra.items()},
+            },
         )
         return refusal

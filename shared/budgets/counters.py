@@ -28,7 +28,13 @@ from typing import Any
 
 from shared.budgets.periods import Period
 from shared.budgets.policy import Scope
-from shared.cosmos import AlreadyExists, ContainerSpec, CosmosStore, ItemNotFound, PreconditionFailed
+from shared.cosmos import (
+    AlreadyExists,
+    ContainerSpec,
+    CosmosStore,
+    ItemNotFound,
+    PreconditionFailed,
+)
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +130,9 @@ Transition = Callable[[Counter, float], Counter | None]
 def without_expired(counter: Counter, now: float) -> Counter:
     """`counter` with lapsed reservations dropped (lazy release)."""
     live = counter.live(now)
-    return counter if len(live) == len(counter.reservations) else replace(counter, reservations=live)
+    return (
+        counter if len(live) == len(counter.reservations) else replace(counter, reservations=live)
+    )
 
 
 def reserving(reservation_id: str, usd: float, expires: float, limit: float | None) -> Transition:
@@ -264,5 +272,7 @@ class BudgetCounters:
             if lapsed:
                 await self.update(counter.key, lambda c, t: without_expired(c, t))
                 released += lapsed
-                log.info("budget counter %s: released %d lapsed reservations", counter.key.id, lapsed)
+                log.info(
+                    "budget counter %s: released %d lapsed reservations", counter.key.id, lapsed
+                )
         return released

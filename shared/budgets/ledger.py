@@ -125,7 +125,9 @@ class UsageLedger:
 
     async def record(self, record: UsageRecord) -> UsageRecord:
         """Store one request's usage (stamped with the current time when it has none)."""
-        stamped = record if record.time else UsageRecord(**{**asdict(record), "time": self._clock()})
+        stamped = (
+            record if record.time else UsageRecord(**{**asdict(record), "time": self._clock()})
+        )
         await self._store.create(self._container, stamped.to_item())
         return stamped
 

@@ -39,7 +39,9 @@ class Scope:
     @property
     def key(self) -> str:
         """Unique across tenants: "tenant:contoso" or "user:contoso/alice"."""
-        return f"tenant:{self.tenant}" if self.kind == "tenant" else f"user:{self.tenant}/{self.user}"
+        return (
+            f"tenant:{self.tenant}" if self.kind == "tenant" else f"user:{self.tenant}/{self.user}"
+        )
 
     @property
     def override_key(self) -> str:

@@ -14,7 +14,11 @@ token vectors. So a similar cached question is only accepted when these salient 
   "'s" dropped), so "contoso's" typed in lower case still matches "Contoso";
 - closed word classes that flip meaning: compass directions, months, weekdays;
 - negation: whether the question is negated at all ("not", "no", "never", "without", "n't"),
-  so "not" and "never" paraphrase each other but "can" and "cannot" do not.
+  so "not" and "never" paraphrase each other but "can" and "cannot" do not;
+- opposite poles: a small lexicon of antonym pairs (maximum/minimum, increase/decrease,
+  before/after, add/remove, above/below, internal/external, ...). Only a conflict counts: one
+  side says one pole and the other the opposite one ("above 500" and "over 500" agree; a
+  pole on one side only is left to the similarity threshold).
 
 It does not catch same-words-different-meaning swaps of ordinary words ("carry over" vs "cash
 out"); the similarity threshold has to. bench/cache_quality.py measures both together.
@@ -49,6 +53,40 @@ _MONTHS = {
 }  # fmt: skip
 _WEEKDAYS = {"monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"}
 _NEGATIONS = {"not", "no", "never", "without", "cannot", "none", "nor", "neither", "nobody"}
+# Antonym groups: word -> (group, pole). Synonyms share a pole, so "above"/"over" agree.
+_POLES = {
+    word: (group, pole)
+    for group, poles in {
+        "extreme": {
+            "max": ("maximum", "max", "highest", "largest", "most", "upper", "cap", "ceiling"),
+            "min": ("minimum", "min", "lowest", "smallest", "least", "floor"),
+        },
+        "change": {
+            "up": ("increase", "increases", "increased", "raise", "raised", "rise", "growth"),
+            "down": ("decrease", "decreases", "decreased", "reduce", "reduced", "reduction",
+                     "cut", "cuts", "decline", "drop"),
+        },
+        "time": {
+            "before": ("before", "prior", "earlier", "pre"),
+            "after": ("after", "following", "later", "post"),
+        },
+        "membership": {
+            "add": ("add", "adding", "added", "grant", "granting", "assign", "assigning"),
+            "remove": ("remove", "removing", "removed", "revoke", "revoking", "unassign"),
+        },
+        "amount": {
+            "more": ("above", "over", "exceeding", "more", "greater", "higher", "beyond"),
+            "less": ("below", "under", "less", "fewer", "lower"),
+        },
+        "scope": {"internal": ("internal", "inbound", "import"),
+                  "external": ("external", "outbound", "export")},
+        "seniority": {"senior": ("senior",), "junior": ("junior", "entry", "new")},
+        "state": {"enable": ("enable", "enabling", "activate"),
+                  "disable": ("disable", "disabling", "deactivate")},
+    }.items()
+    for pole, words in poles.items()
+    for word in words
+}  # fmt: skip
 # Capitalised only because they open a question: never names.
 _OPENERS = {
     "what", "which", "who", "whom", "whose", "when", "where", "why", "how", "is", "are", "was",
@@ -57,6 +95,9 @@ _OPENERS = {
     "describe", "summarise", "summarize", "please", "i", "we", "my", "our", "the", "a", "an",
     "in", "on", "for", "to", "of", "at", "by", "from", "with", "if", "and", "or", "but",
     "any", "all", "there", "it", "this", "that", "these", "those", "define", "compare", "find",
+    "up", "after", "before", "since", "during", "under", "over", "about", "as", "so", "then",
+    "next", "also", "now", "here", "your", "you", "he", "she", "they", "each", "every", "some",
+    "no", "not", "hi", "hello", "hey", "thanks", "according", "based", "regarding",
 }  # fmt: skip
 
 
@@ -68,6 +109,7 @@ class Salient:
     codes: frozenset[str]
     names: frozenset[str]
     classes: frozenset[str]
+    poles: frozenset[tuple[str, str]]
     negated: bool
     words: frozenset[str]
 
@@ -90,8 +132,8 @@ def _is_code(token: str) -> bool:
 
 
 def _is_name(token: str, position: int) -> bool:
-    """A capitalised word or acronym that is not a common sentence opener."""
-    if not token[:1].isupper():
+    """A capitalised word or acronym (2+ letters) that is not a common sentence opener."""
+    if not token[:1].isupper() or len(token) < 2:
         return False
     return position > 0 or token.lower() not in _OPENERS
 
@@ -115,7 +157,7 @@ def _class_of(lower: str) -> str | None:
 
 def salient(text: str) -> Salient:
     """Extract the numbers, codes, names, closed-class words and negation of `text`."""
-    numbers, codes, names, classes = set(), set(), set(), set()
+    numbers, codes, names, classes, poles = set(), set(), set(), set(), set()
     negated = False
     tokens = _tokens(text)
     for position, token in enumerate(tokens):
@@ -130,16 +172,29 @@ def salient(text: str) -> Salient:
         kind = _class_of(lower)
         if kind is not None:
             classes.add(kind)
+        if lower in _POLES:
+            poles.add(_POLES[lower])
         negated = negated or lower in _NEGATIONS or lower.endswith("n't")
     words = frozenset(_word(token) for token in tokens)
     return Salient(
-        frozenset(numbers), frozenset(codes), frozenset(names), frozenset(classes), negated, words
-    )
+        frozenset(numbers), frozenset(codes), frozenset(names), frozenset(classes),
+        frozenset(poles), negated, words,
+    )  # fmt: skip
 
 
 def _names_agree(left: Salient, right: Salient) -> bool:
     """Each side's names appear (in any case) among the other side's words."""
     return left.names <= right.words and right.names <= left.words
+
+
+def _poles_conflict(left: Salient, right: Salient) -> bool:
+    """Some antonym group has a pole on each side and the poles differ."""
+    groups = {group for group, _ in left.poles} & {group for group, _ in right.poles}
+    return any(
+        {pole for g, pole in left.poles if g == group} != {pole for g, pole in right.poles
+                                                           if g == group}
+        for group in groups
+    )  # fmt: skip
 
 
 def guard_reason(question: str, cached_question: str) -> str | None:
@@ -155,6 +210,8 @@ def guard_reason(question: str, cached_question: str) -> str | None:
         return "directions/months/weekdays differ"
     if new.negated != old.negated:
         return "negation differs"
+    if _poles_conflict(new, old):
+        return "opposite terms"
     return None
 
 

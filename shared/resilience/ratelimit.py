@@ -50,6 +50,7 @@ from shared.resilience.ratelimit_buckets import (
     Limit,
     adjust,
     full_in,
+    refill,
     refusal,
     take,
     wait_seconds,
@@ -333,7 +334,7 @@ class RateLimiter:
         async with self._lock(bucket.id):
             cached = self._cache.get(bucket.id)
             stored, fresh = (cached, False) if cached else (await self._fetch(bucket), True)
-            for _ in range(self.limits.max_attempts):
+            for attempt in range(1, self.limits.max_attempts + 1):
                 changed = transition(stored.state, self.clock())
                 if changed is None:
                     if fresh:
@@ -343,6 +344,8 @@ class RateLimiter:
                 try:
                     return "written", self._remember(await self.store.put(changed, stored.etag))
                 except BucketConflict:
+                    if attempt == self.limits.max_attempts:
+                        break  # a re-read no try will use
                     stored, fresh = await self._fetch(bucket), True
             return "contended", stored
 
@@ -387,15 +390,16 @@ class RateLimiter:
     def _refused(self, bucket: Bucket, stored: Stored, cost: Cost, outcome: Outcome) -> Decision:
         """The refusal by `bucket`, as last read; nothing stays reserved."""
         now = self.clock()
+        level = refill(stored.state, bucket.limit, now)
         contended = outcome == "contended"
-        # A bucket that refilled since it was read still refused this request: say which level.
+        # It refused when it decided; if it has refilled since (microseconds), still name a level.
         reason = "contention" if contended else refusal(stored.state, bucket.limit, cost, now)
         reason = reason or "requests"
         wait = wait_seconds(stored.state, bucket.limit, cost, now)
         return Decision(
             allowed=False,
-            remaining_requests=_remaining(stored.state.requests),
-            remaining_tokens=_remaining(stored.state.tokens),
+            remaining_requests=_remaining(level.requests),
+            remaining_tokens=_remaining(level.tokens),
             reset_seconds=full_in(stored.state, bucket.limit, now),
             retry_after_seconds=CONTENTION_RETRY_AFTER_SECONDS if contended else wait,
             reservation=Reservation(),

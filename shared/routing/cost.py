@@ -155,12 +155,12 @@ _FLAGS = re.IGNORECASE | re.MULTILINE
 _REASONING = re.compile(
     r"\b(why|explain\w*|compar\w*|contrast\w*|analy[sz]\w*|evaluat\w*|assess\w*|trade-?offs?"
     r"|pros and cons|justif\w*|implications?|prove|derive|recommend\w*|critique|what if"
-    r"|root cause|differences? between|reconcile|in depth)\b",
+    r"|root cause|differences? between|reconcile|in depth|fix|debug\w*|troubleshoot\w*)\b",
     _FLAGS,
 )
 _CODE = re.compile(
     r"```|^\s*(def|class|import|from \S+ import|return|const|let|var|public|private)\b"
-    r"|\w\(\)|==|=>|!=|[;{}]\s*$|\bTraceback\b|\b\w+(Error|Exception)\b|\bSELECT\b[^?]*\bFROM\b",
+    r"|\w+\(\)|==|=>|!=|[;{}]\s*$|\bTraceback\b|\b\w+(Error|Exception)\b|\bSELECT\b[^?]*\bFROM\b",
     _FLAGS,
 )
 _MULTI_STEP = re.compile(
