@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import aiohttp
+from opentelemetry.metrics import Meter
 
 from shared.budgets.counters import BudgetCounters, Counter, spending
 from shared.budgets.ledger import UsageLedger, UsageRecord
@@ -99,9 +100,8 @@ def settled_spend(records: Iterable[UsageRecord], counter: Counter) -> float:
 class _Instruments:
     """The audit's OpenTelemetry instruments."""
 
-    def __init__(self) -> None:
-        """Create them on docgate's meter."""
-        budget_meter = meter()
+    def __init__(self, budget_meter: Meter) -> None:
+        """Create them on `budget_meter`."""
         self.spent = budget_meter.create_gauge("docgate.budget.spent", unit="USD")
         self.ratio = budget_meter.create_gauge("docgate.budget.ratio", unit="1")
         self.alerts = budget_meter.create_counter("docgate.budget.alerts")
@@ -120,8 +120,10 @@ class BudgetAuditor:
         options: AuditOptions,
         container: str = "budgets",
         post: Callable[[str, dict[str, Any], float], Any] | None = None,
+        budget_meter: Meter | None = None,
     ) -> None:
-        """Status and alert items go to `container` (the counters' container by default)."""
+        """Status and alert items go to `container` (the counters' container by default);
+        `post` and `budget_meter` replace the webhook call and docgate's meter (tests)."""
         self._store = store
         self._ledger = ledger
         self._counters = counters
@@ -129,7 +131,7 @@ class BudgetAuditor:
         self._options = options
         self._container = container
         self._post = post or post_json
-        self._instruments = _Instruments()
+        self._instruments = _Instruments(budget_meter or meter())
 
     async def audit(self) -> AuditReport:
         """One full audit pass over the current day's and month's counters."""

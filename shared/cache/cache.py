@@ -227,11 +227,11 @@ class SemanticCache:
         stored = await self._store.upsert(CONTAINER, item)
         self._l1.upsert(scope.partition, stored)
         self._stats_of(scope.partition).stores += 1
-        await self._enforce_limit(scope.partition)
+        await self._enforce_limit(scope.partition, item["id"])
         await self._flush_if_due()
         return True
 
-    async def _enforce_limit(self, partition: str) -> None:
+    async def _enforce_limit(self, partition: str, stored_id: str) -> None:
         """Evict by policy when the partition holds more than max_entries_per_partition."""
         counted = await self._store.query_partition(CONTAINER, partition, select="VALUE COUNT(1)")
         if not counted or counted[0] <= self.options.max_entries_per_partition:
@@ -239,8 +239,9 @@ class SemanticCache:
         await self._flush(self._hits.take(partition))  # eviction should see our latest hits
         rows = await self._store.query_partition(CONTAINER, partition, select=_EVICTION_FIELDS)
         victims = choose_victims(
-            rows, self.options.max_entries_per_partition, self.options.eviction, self._clock()
-        )
+            rows, self.options.max_entries_per_partition, self.options.eviction, self._clock(),
+            protect=stored_id,
+        )  # fmt: skip
         deleted = await self._delete_many([(partition, victim) for victim in victims])
         self._stats_of(partition).evictions += deleted
 

@@ -1,7 +1,8 @@
 """Which entries leave a partition that holds more than its maximum.
 
 Expired entries always go first (they are dead already; only the emulator still keeps them).
-Then, by policy:
+The entry just stored is protected: evicting it at once would make the store pointless (and
+plain LFU would, since a new entry has no hits yet). Then, by policy:
 - lru: least recently used first: oldest `last_hit` (an entry never hit counts from `created`);
 - lfu: least frequently used first: fewest `hits`, ties broken by oldest `last_hit`;
 - ttl: soonest to expire first: smallest `expires_at` (with one TTL for all, the oldest).
@@ -35,14 +36,19 @@ def _policy_key(item: Mapping[str, Any], policy: Eviction) -> tuple[float, ...]:
 
 
 def choose_victims(
-    items: Sequence[Mapping[str, Any]], keep: int, policy: Eviction, now: float
+    items: Sequence[Mapping[str, Any]],
+    keep: int,
+    policy: Eviction,
+    now: float,
+    protect: str | None = None,
 ) -> list[str]:
-    """The ids to delete so that at most `keep` fresh entries remain."""
+    """The ids to delete so that at most `keep` fresh entries remain (`protect` stays)."""
     expired = [item["id"] for item in items if not is_fresh(item, now)]
-    fresh = sorted((item for item in items if is_fresh(item, now)),
-                   key=lambda item: (_policy_key(item, policy), item["id"]))  # fmt: skip
+    fresh = [item for item in items if is_fresh(item, now)]
     excess = max(0, len(fresh) - keep)
-    return expired + [item["id"] for item in fresh[:excess]]
+    candidates = sorted((item for item in fresh if item["id"] != protect),
+                        key=lambda item: (_policy_key(item, policy), item["id"]))  # fmt: skip
+    return expired + [item["id"] for item in candidates[:excess]]
 
 
 __all__ = ["choose_victims"]

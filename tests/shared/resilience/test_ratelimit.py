@@ -255,7 +255,10 @@ async def test_refusal_by_a_later_bucket_gives_back_the_earlier_one() -> None:
     user_id = bucket_ids(ALICE)[0]
     before = await level(store, user_id)
     assert (await there.admit(BOB, 1)).allowed
+    before_ops = store.ops.snapshot()
     refused = await here.admit(ALICE, 100)
+    # user write, lost tenant write, tenant re-read, user give-back
+    assert store.ops.since(before_ops) == OpCounts(reads=1, writes=3, conflicts=1)
     assert (refused.allowed, refused.bucket, refused.reservation) == (
         False,
         "tenant",
@@ -356,6 +359,7 @@ async def test_fail_open_admits_keeping_what_was_reserved(
         decision = await subject.admit(ALICE, 100)
     assert (decision.allowed, decision.reason) == (True, "unavailable")
     assert [b.kind for b in decision.reservation.buckets] == ["user"]
+    assert headers(decision) == {"x-ratelimit-reset": "0"}  # remaining unknown: left out
     assert await level(store, bucket_ids(ALICE)[0]) == (4.0, 900.0)
     assert "failing open" in caplog.text and "s3cr3t" not in caplog.text
 
