@@ -12,11 +12,15 @@ one the error is raised. The environment is never used in that case: a vault tha
 "forbidden" or not at all is no reason to trust a possibly stale local value.
 
 Values are `SecretValue`s, masked in `str`/`repr`/f-strings/logs; `.reveal()` is the one way out.
-The SDK is built with `logging_enable=False` and every call passes it again: azure-core's
-`NetworkTraceLoggingPolicy` (off by default, but switchable per client or per call) logs the
-full request headers and the response body, i.e. the secret value, at DEBUG. The always-on
-`HttpLoggingPolicy` redacts headers outside an allow-list and never logs bodies. See
-docs/secrets.md.
+What the SDK could leak, and what stops it (verified by tests/shared/test_secrets.py):
+- azure-core's `NetworkTraceLoggingPolicy` (`logging_enable`, off by default but switchable per
+  client or per call) logs full request headers (the bearer token) and the response body (the
+  value) at DEBUG: the client is built with it off and every call passes it off again. The
+  always-on `HttpLoggingPolicy` redacts headers outside an allow-list and never logs bodies.
+- a 200 whose body does not decode raises `DecodeError`, whose message quotes the body: SDK
+  errors are reported by status and code only, never chained into ours, and the SDK's own span
+  (whose status description is the exception text) is turned off for these calls.
+See docs/secrets.md.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Self
 
-from azure.core.exceptions import AzureError, ResourceNotFoundError
+from azure.core.exceptions import ResourceNotFoundError
 
 from shared.telemetry import span
 
@@ -224,7 +228,7 @@ class SecretStore:
         with span("secrets.get", **{"secret.name": name}) as current:
             try:
                 entry = await self._read(name, version)
-            except AzureError as error:
+            except Exception as error:  # any SDK failure: its message may quote the body
                 entry = self._stale_or_raise(name, previous, error)
             current.set_attribute("secret.source", entry.source)
         self._cache[key] = entry
@@ -245,18 +249,31 @@ class SecretStore:
     async def _read_vault(self, name: str, version: str | None) -> SecretValue | None:
         """The vault's value, or None on 404 (other errors raise)."""
         try:
-            # logging_enable=False per call too: a per-call True would log the response body.
-            secret = await self._vault().get_secret(name, version, logging_enable=False)
+            secret = await self._vault().get_secret(name, version, **self._call_options())
         except ResourceNotFoundError:
             return None
         return None if secret.value is None else SecretValue(secret.value)
+
+    def _call_options(self) -> dict[str, Any]:
+        """Per-call pipeline options; per call because they override the client's and transport's.
+
+        logging_enable=False: a True here would make the network trace log the response body.
+        tracing off: the SDK's span takes str(exception) as its status description, and a
+        DecodeError's str quotes the response body, i.e. the value; `secrets.get` is our span.
+        connection_verify: a transport passed in keeps its own default, which this overrides.
+        """
+        return {
+            "logging_enable": False,
+            "tracing_options": {"enabled": False},
+            "connection_verify": self._options.connection_verify,
+        }
 
     def _entry(self, value: SecretValue | None, source: Source) -> _Entry:
         """An entry fresh for one TTL from now."""
         now = self._clock()
         return _Entry(value, source, now, now + self._options.ttl_seconds)
 
-    def _stale_or_raise(self, name: str, previous: _Entry | None, error: AzureError) -> _Entry:
+    def _stale_or_raise(self, name: str, previous: _Entry | None, error: Exception) -> _Entry:
         """Serve the earlier value for a while, or raise SecretUnavailable."""
         reason = describe_error(error)
         now = self._clock()
@@ -291,10 +308,12 @@ class SecretStore:
         return SecretClient(self._options.vault_url or "", self._credential, **options)  # type: ignore[arg-type]
 
 
-def describe_error(error: AzureError) -> str:
-    """The status and error code of an SDK error, without its message or response body."""
+def describe_error(error: Exception) -> str:
+    """The status and error code of an SDK error, never its message (it may quote the body)."""
     status = getattr(error, "status_code", None)
-    code = getattr(error, "error_code", None) or type(error).__name__
+    odata = getattr(error, "error", None)  # the parsed {"error": {"code", ...}} body, if any
+    code = getattr(error, "error_code", None) or getattr(odata, "code", None)
+    code = code or type(error).__name__
     return f"HTTP {status} {code}" if status else code
 
 

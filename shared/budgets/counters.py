@@ -198,6 +198,7 @@ class BudgetCounters:
         self._max_attempts = max_attempts
         self._backoff = backoff_seconds
         self._locks: dict[str, asyncio.Lock] = {}
+        self.lost_races = 0  # writes another instance beat: how contended the counters are
 
     def now(self) -> float:
         """The counters' clock (epoch seconds)."""
@@ -239,6 +240,7 @@ class BudgetCounters:
                 try:
                     return await self._write(changed, now)
                 except (PreconditionFailed, AlreadyExists, ItemNotFound):
+                    self.lost_races += 1
                     await asyncio.sleep(random.uniform(0, self._backoff * (1 + attempt)))
                     counter = await self.read(key)
         raise CounterContention(f"budget counter {key.id}: {self._max_attempts} lost races")

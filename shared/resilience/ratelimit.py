@@ -7,8 +7,8 @@ write reserves a request and its estimated tokens together.
 Multi-bucket admission (user, then tenant: a fixed order) never leaves a partial reservation:
 1. if this instance's cached copy of the tenant bucket predicts a refusal, the tenant item is
    re-read and, when it really refuses, the request is refused with nothing written;
-2. otherwise each bucket is taken in order by compare-and-swap on its ETag (re-read and retry
-   on a conflict, at most `max_attempts` tries);
+2. otherwise each bucket is taken in order by compare-and-swap on its ETag (after a conflict:
+   a jittered pause of at most 50 ms, a re-read and another try; at most `max_attempts`);
 3. when a later bucket refuses, what the earlier ones gave is given back before returning.
 Between 2 and 3 the user's reservation is briefly held: a concurrent request of the same user
 may be refused that it would otherwise get. That errs towards under-admission only; the limit
@@ -18,8 +18,8 @@ Cost per decision (Cosmos round trips; 1-RU point reads, ~10-RU replaces on one 
 - admitted, this instance wrote both items last (warm cache): 0 reads + 2 writes;
 - admitted, cold cache: 2 reads + 2 writes;
 - each conflict with another instance: +1 read and +1 write (the lost write is retried);
-  measured on the emulator: 2 processes on one user ~1.2 conflicts per decision, 2 x 8 users
-  of one tenant ~0.5 (bench/ratelimit.py);
+  measured on the emulator: 2 processes on one user ~0.4 conflicts per decision, 2 x 8 users
+  of one tenant ~0.2 (bench/ratelimit.py; ~1.2 and ~0.5 without the jittered pause);
 - refused, the refusing bucket's cached copy predicted it: 1 read, 0 writes;
 - refused by the tenant whose cached copy was stale: 1 write (user) + 1 lost write + 1 read +
   1 give-back write;
@@ -43,6 +43,7 @@ import asyncio
 import json
 import logging
 import math
+import random
 import time
 import weakref
 from collections import OrderedDict
@@ -65,6 +66,7 @@ from shared.resilience.ratelimit_buckets import (
     wait_seconds,
 )
 from shared.resilience.ratelimit_store import BucketConflict, BucketStore, Stored
+from shared.resilience.retry import full_jitter_backoff
 from shared.security.principal import Principal
 
 log = logging.getLogger(__name__)
@@ -78,6 +80,8 @@ FailMode = Literal["open", "closed"]
 STORE_ERRORS: tuple[type[BaseException], ...] = (AzureError, OSError, TimeoutError)
 # A request refused because the bucket was too contended to write may try again very soon.
 CONTENTION_RETRY_AFTER_SECONDS = 1.0
+# A correction cannot be refused and a lost one strands quota, so it tries harder than a take.
+CORRECTION_ATTEMPTS_FACTOR = 3
 
 DEFAULT_RATE_LIMITS_JSON = json.dumps(
     {
@@ -232,6 +236,11 @@ class RateLimiter:
     limits: RateLimits
     clock: Clock = time.time
     cache_entries: int = 4096  # buckets whose last known state and ETag this instance keeps
+    # After a lost write, wait a jittered moment: the winner holds a fresh ETag and needs one
+    # round trip where the loser needs two, so without a pause the loser keeps losing.
+    backoff_base_seconds: float = 0.002
+    backoff_cap_seconds: float = 0.05
+    rng: random.Random = field(default_factory=random.Random, repr=False)
     _cache: OrderedDict[str, Stored] = field(default_factory=OrderedDict, init=False, repr=False)
     _locks: weakref.WeakValueDictionary[str, asyncio.Lock] = field(
         default_factory=weakref.WeakValueDictionary, init=False, repr=False
@@ -258,7 +267,8 @@ class RateLimiter:
             if early is not None:
                 return early
             for bucket in buckets:
-                outcome, stored = await self._swap(bucket, _taking(bucket.limit, cost))
+                transition = _taking(bucket.limit, cost)
+                outcome, stored = await self._swap(bucket, transition, self.limits.max_attempts)
                 if outcome != "written":
                     await self._give_back([b for b, _ in taken], cost)
                     return self._refused(bucket, stored, cost, outcome)
@@ -305,7 +315,9 @@ class RateLimiter:
     async def _adjust(self, bucket: Bucket, requests: float, tokens: float) -> bool:
         """Move a bucket's levels; on failure log and return False (refill heals the bucket)."""
         try:
-            outcome, _ = await self._swap(bucket, _adjusting(bucket.limit, requests, tokens))
+            attempts = self.limits.max_attempts * CORRECTION_ATTEMPTS_FACTOR
+            transition = _adjusting(bucket.limit, requests, tokens)
+            outcome, _ = await self._swap(bucket, transition, attempts)
         except STORE_ERRORS as error:
             log.warning(
                 "rate limit correction lost on a %s bucket: store error %s",
@@ -332,8 +344,10 @@ class RateLimiter:
 
     # compare-and-swap -------------------------------------------------------------------------
 
-    async def _swap(self, bucket: Bucket, transition: Transition) -> tuple[Outcome, Stored]:
-        """Apply `transition` by compare-and-swap, re-reading on conflict (bounded tries).
+    async def _swap(
+        self, bucket: Bucket, transition: Transition, attempts: int
+    ) -> tuple[Outcome, Stored]:
+        """Apply `transition` by compare-and-swap, re-reading on conflict (at most `attempts`).
 
         The first try uses the cached state and ETag, so a bucket this instance wrote last costs
         one write. A refusal computed from the cache is confirmed by a fresh read first (another
@@ -343,7 +357,7 @@ class RateLimiter:
         async with self._lock(bucket.id):
             cached = self._cache.get(bucket.id)
             stored, fresh = (cached, False) if cached else (await self._fetch(bucket), True)
-            for attempt in range(1, self.limits.max_attempts + 1):
+            for attempt in range(1, attempts + 1):
                 changed = transition(stored.state, self.clock())
                 if changed is None:
                     if fresh:
@@ -353,10 +367,16 @@ class RateLimiter:
                 try:
                     return "written", self._remember(await self.store.put(changed, stored.etag))
                 except BucketConflict:
-                    if attempt == self.limits.max_attempts:
+                    if attempt == attempts:
                         break  # a re-read no try will use
+                    await asyncio.sleep(self._backoff(attempt))
                     stored, fresh = await self._fetch(bucket), True
             return "contended", stored
+
+    def _backoff(self, attempt: int) -> float:
+        """The pause after the `attempt`-th lost write (full jitter, capped)."""
+        base, ceiling = self.backoff_base_seconds, self.backoff_cap_seconds
+        return full_jitter_backoff(attempt - 1, base, ceiling, self.rng)
 
     async def _fetch(self, bucket: Bucket) -> Stored:
         """One read of the bucket (a missing item is a full bucket not yet created)."""

@@ -8,7 +8,7 @@ unlike it, every decision carries the REASONS that produced it, and a cost estim
 
 Scoring cost is bounded whatever the input: the length signal uses the character count (about
 4 characters per token, see shared/tokens.py for the measured ratios) instead of running the
-tokenizer, and the pattern signals scan at most `SCAN_CHARACTERS` of the question. See
+tokenizer, and the pattern signals scan at most `SCAN_HEAD` + `SCAN_TAIL` characters. See
 bench/router.py for the measured cost per decision.
 
 Prices live in the `LLM_PRICES` setting (see `parse_prices`), never in code: they change more
@@ -32,7 +32,9 @@ from shared.security.principal import Principal
 log = logging.getLogger(__name__)
 
 ANY_REGION = "*"
-SCAN_CHARACTERS = 4_000  # pattern signals read this much of the question: bounds the cost
+# Pattern signals read the head and the tail of the question (a pasted document's question
+# comes before or after it), so their cost is bounded however much text was pasted.
+SCAN_HEAD, SCAN_TAIL = 800, 400
 CHARACTERS_PER_TOKEN = 4.0  # between the measured 3.3 (technical) and 5.2 (prose)
 
 
@@ -151,7 +153,7 @@ def parse_prices(text: str) -> PriceTable:
 
 # Complexity ----------------------------------------------------------------------------------
 
-_FLAGS = re.IGNORECASE | re.MULTILINE
+_FLAGS = re.MULTILINE  # patterns run on lower-cased text: cheaper than IGNORECASE
 _REASONING = re.compile(
     r"\b(why|explain\w*|compar\w*|contrast\w*|analy[sz]\w*|evaluat\w*|assess\w*|trade-?offs?"
     r"|pros and cons|justif\w*|implications?|prove|derive|recommend\w*|critique|what if"
@@ -160,7 +162,7 @@ _REASONING = re.compile(
 )
 _CODE = re.compile(
     r"```|^\s*(def|class|import|from \S+ import|return|const|let|var|public|private)\b"
-    r"|\w+\(\)|==|=>|!=|[;{}]\s*$|\bTraceback\b|\b\w+(Error|Exception)\b|\bSELECT\b[^?]*\bFROM\b",
+    r"|\w+\(\)|==|=>|!=|[;{}]\s*$|\btraceback\b|\b\w+(error|exception)\b|\bselect\b[^?]*\bfrom\b",
     _FLAGS,
 )
 _MULTI_STEP = re.compile(
@@ -171,8 +173,7 @@ _MULTI_STEP = re.compile(
 _SIMPLE = re.compile(
     r"^\s*(hi|hello|hey|thanks|thank you|ok|yes|no|what is|what's|what are|who is|who's|who are"
     r"|when (is|was|did|does|do)|where (is|are|can)|define|list|how many|how much|is there"
-    r"|are there)\b",
-    re.IGNORECASE,
+    r"|are there)\b"
 )
 
 
@@ -211,13 +212,20 @@ def _distinct(pattern: re.Pattern[str], text: str) -> list[str]:
     """The distinct matches of `pattern` in `text`, lower-cased, in order of appearance."""
     seen: dict[str, None] = {}
     for match in pattern.finditer(text):
-        seen.setdefault(match.group(0).strip().lower(), None)
+        seen.setdefault(match.group(0).strip(), None)
     return list(seen)
+
+
+def scanned(question: str) -> str:
+    """The lower-cased part of `question` the pattern signals read: its head and tail."""
+    if len(question) <= SCAN_HEAD + SCAN_TAIL:
+        return question.lower()
+    return f"{question[:SCAN_HEAD]}\n{question[-SCAN_TAIL:]}".lower()
 
 
 def _raw_signals(question: str, context_tokens: int) -> dict[str, tuple[float, str]]:
     """Each signal's raw input and a short description of what was found."""
-    text = question[:SCAN_CHARACTERS]
+    text = scanned(question)
     reasoning = _distinct(_REASONING, text)
     code = _distinct(_CODE, text)
     steps = _distinct(_MULTI_STEP, text)

@@ -84,6 +84,7 @@ class Normalised:
     """The views of a text plus the suspicious traits found while normalising it."""
 
     text: str
+    cased: str  # NFKC, invisible characters out, case kept: for case-sensitive rules
     views: tuple[View, ...]
     signals: tuple[str, ...]
 
@@ -102,7 +103,9 @@ def normalise(raw: str) -> Normalised:
     if any(view.name in ("base64", "hex") for view in views):
         signals.append("encoded segment")
     views.extend(_leet_views(text))
-    return Normalised(text=text, views=tuple(views), signals=tuple(dict.fromkeys(signals)))
+    return Normalised(
+        text=text, cased=strip_invisible(raw), views=tuple(views), signals=tuple(dict.fromkeys(signals))
+    )
 
 
 def fold(raw: str, signals: list[str]) -> str:
@@ -119,6 +122,12 @@ def fold(raw: str, signals: list[str]) -> str:
         signals.append("mixed-script look-alikes")
     text = text.translate(CONFUSABLES).casefold()
     return _SPACE.sub(" ", strip_accents(text)).strip()
+
+
+def strip_invisible(raw: str) -> str:
+    """NFKC with zero-width, bidi and tag characters removed; case and accents kept."""
+    text = unicodedata.normalize("NFKC", raw)
+    return _TAGS_RE.sub("", _BIDI_RE.sub("", _ZERO_WIDTH_RE.sub("", text)))
 
 
 def strip_accents(text: str) -> str:
@@ -194,7 +203,8 @@ def _decode_hex(run: str) -> str | None:
 
 def _decode_base64(run: str) -> str | None:
     """The UTF-8 text of a base64 or base64url run (padding optional), or None."""
-    padded = run + "=" * (-len(run.rstrip("=")) % 4)
+    bare = run.rstrip("=")
+    padded = bare + "=" * (-len(bare) % 4)
     try:
         raw = base64.b64decode(padded.replace("-", "+").replace("_", "/"), validate=True)
         return raw.decode("utf-8")

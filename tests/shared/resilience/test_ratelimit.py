@@ -442,3 +442,10 @@ async def test_limiter_on_cosmos_admits_refuses_and_settles(cosmos_store: Cosmos
     assert buckets.ops == OpCounts(reads=3, writes=8)
     stored = await buckets.get(bucket_ids(ALICE)[1])
     assert stored is not None and (stored.state.requests, stored.state.tokens) == (97, 9_760)
+
+
+async def test_corrections_try_harder_than_takes() -> None:
+    store = AlwaysConflicting()
+    subject = limiter(Limit(5, 1_000), store=store, max_attempts=2)
+    await subject.settle(Reservation(subject.buckets_of(ALICE), 100), 10)
+    assert store.ops.writes == 6  # max_attempts x CORRECTION_ATTEMPTS_FACTOR

@@ -182,11 +182,13 @@ def test_reasons_name_the_signals_that_fired() -> None:
     assert simple == ("short lookup or small-talk question (-0.15)",)
 
 
-def test_scoring_reads_a_bounded_prefix_of_huge_questions() -> None:
-    huge = "why " * 200_000  # 800 kB: the pattern signals still scan only the first 4,000
+def test_scoring_reads_a_bounded_part_of_huge_questions() -> None:
+    huge = "why " * 200_000  # 800 kB: the pattern signals read 1,200 characters of it
     complexity = score_complexity(huge)
     assert 0 <= complexity.score <= 1
     assert any(reason.startswith("about 200000 question tokens") for reason in complexity.reasons)
+    pasted = "Clause 4 applies. " * 5_000 + "Why does clause 4 conflict with clause 9?"
+    assert any("reasoning markers: why" in r for r in score_complexity(pasted).reasons)
 
 
 def test_regions_get_their_tier_model_and_the_estimate_uses_the_dearest() -> None:
