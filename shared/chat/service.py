@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from opentelemetry import trace
@@ -186,6 +186,19 @@ class ChatService:
         """A grounded, cited answer."""
         started = time.perf_counter()
         question, chunks = await self.retrieve(principal, query)
+        return await self.complete(query, question, chunks, query.tier, deadline, started)
+
+    async def complete(
+        self,
+        query: ChatQuery,
+        question: str,
+        chunks: list[RetrievedChunk],
+        tier: str,
+        deadline: Deadline,
+        started: float,
+    ) -> ChatResult:
+        """The model's grounded answer over retrieved chunks, at `tier`, with citations."""
+        query = replace(query, tier=tier)
         if not chunks:
             return ChatResult(
                 answer=NOTHING_FOUND, citations=[], model=NO_SOURCES_MODEL, tier=query.tier,
