@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Generator
+from dataclasses import asdict
 from typing import Any
 
 import azure.durable_functions as df
@@ -22,7 +23,14 @@ from activities.index_document import index_document as index_document_step
 from activities.merge_layout import merge_layout as merge_layout_step
 from activities.validate_upload import validate_upload as validate_upload_step
 from orchestrators.ingest import ingest as ingest_orchestration
-from shared.chat.gateway import chat_query, completion_query, deadline_for, run_chat
+from shared.chat.gateway import (
+    chat_controls,
+    chat_query,
+    completion_controls,
+    completion_query,
+    deadline_for,
+    run_chat,
+)
 from shared.chat.models import ChatRequest, CompletionRequest, parse_model
 from shared.chat.responses import (
     chat_response,
@@ -36,11 +44,11 @@ from shared.chat.responses import (
 from shared.config import get_settings
 from shared.documents import lifecycle, records
 from shared.health import check_dependencies
-from shared.http import Handler, endpoint, json_response
+from shared.http import Handler, ProblemError, endpoint, json_response
 from shared.ingestion import Upload, start_ingestion
 from shared.security.auth import authenticate
 from shared.security.principal import Principal
-from shared.security.rbac import require_permission
+from shared.security.rbac import has_permission, require_permission
 from shared.services import dependency_probes, get_services, provision
 from shared.telemetry import configure_telemetry
 
@@ -160,8 +168,9 @@ async def chat(req: func.HttpRequest, principal: Principal) -> func.HttpResponse
     services = await get_services()
     request = parse_model(ChatRequest, req.get_body(), req.headers.get("content-type"))
     query = chat_query(request, settings)
-    result = await run_chat(services.chat, principal, query, deadline_for(req, settings))
-    return chat_response(result)
+    controls = chat_controls(req, request)
+    governed = await run_chat(services, principal, query, controls, deadline_for(req, settings))
+    return chat_response(governed.result, governed.headers)
 
 
 @app.route(route="v1/chat/completions", methods=["POST"])
@@ -170,9 +179,12 @@ async def chat_completions(req: func.HttpRequest, principal: Principal) -> func.
     """OpenAI-compatible chat completions (plain and `stream: true` server-sent events)."""
     services = await get_services()
     request = parse_model(CompletionRequest, req.get_body(), req.headers.get("content-type"))
-    query = completion_query(request, tier_of_model(request.model), settings)
-    result = await run_chat(services.chat, principal, query, deadline_for(req, settings))
-    headers = docgate_headers(result)
+    tier = tier_of_model(request.model)
+    query = completion_query(request, tier, settings)
+    controls = completion_controls(req, request, tier)
+    governed = await run_chat(services, principal, query, controls, deadline_for(req, settings))
+    result = governed.result
+    headers = docgate_headers(result, governed.headers)
     if request.stream:
         usage = bool(request.stream_options and request.stream_options.include_usage)
         return func.HttpResponse(
@@ -205,6 +217,50 @@ async def check_regions(timer: func.TimerRequest) -> None:
     if router is not None:
         results = await router.probe_all()
         logging.getLogger(__name__).info("Region probes: %s", results)
+
+
+# Governance ------------------------------------------------------------------------------------
+
+
+@app.route(route="usage", methods=["GET"])
+@secured("/api/usage", "chat:execute")
+async def usage(req: func.HttpRequest, principal: Principal) -> func.HttpResponse:
+    """Daily and monthly totals per user, tenant and model; users see only themselves."""
+    services = await get_services()
+    user = req.params.get("user")
+    if not has_permission(principal, "usage:read-all"):
+        if user not in (None, principal.user_id):
+            raise ProblemError(403, "only admins (usage:read-all) may read other users' usage")
+        user = principal.user_id
+    totals = await services.ledger.totals(
+        principal.tenant, user=user, model=req.params.get("model"),
+        day=req.params.get("day"), month=req.params.get("month"),
+    )  # fmt: skip
+    return json_response(asdict(totals))
+
+
+@app.route(route="cache/stats", methods=["GET"])
+@secured("/api/cache/stats", "cache:admin")
+async def cache_stats(req: func.HttpRequest, principal: Principal) -> func.HttpResponse:
+    """Hits, misses, hit rate, size and evictions, per partition and overall."""
+    cache = (await get_services()).semantic_cache
+    return json_response(await cache.stats() if cache else {"enabled": False})
+
+
+@app.route(route="cache", methods=["DELETE"])
+@secured("/api/cache", "cache:admin")
+async def clear_cache(req: func.HttpRequest, principal: Principal) -> func.HttpResponse:
+    """Empties the semantic cache, optionally for one tenant (`?tenant=`)."""
+    cache = (await get_services()).semantic_cache
+    deleted = await cache.clear(req.params.get("tenant")) if cache else 0
+    return json_response({"deleted": deleted})
+
+
+@app.timer_trigger(arg_name="timer", schedule=settings.budget_audit_schedule)
+async def audit_budgets(timer: func.TimerRequest) -> None:
+    """Recomputes budget totals from the ledger, repairs drift, warns at 80% and 100%."""
+    report = await (await get_services()).budget_auditor.audit()
+    logging.getLogger(__name__).info("Budget audit: %s", report)
 
 
 # Ingestion ---------------------------------------------------------------------------------------

@@ -88,6 +88,9 @@ async def index_document(payload: dict[str, Any], services: Services) -> dict[st
         "indexed_at": records.utc_now(),
     }
     await records.save_record(store, record)
+    if services.semantic_cache is not None:
+        # Answers citing the previous version must not be served any more.
+        await services.semantic_cache.invalidate_documents([doc_id], tenant)
     await tag_blob(services, job, {"docgate-status": "indexed"})
     await work_area(services, job).clear()
     return {

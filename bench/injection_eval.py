@@ -24,8 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from shared.security.benign_questions import BENIGN_QUESTIONS  # noqa: E402
-from shared.security.injection import detect  # noqa: E402
+from shared.security.benign_questions import BENIGN_QUESTIONS
+from shared.security.injection import detect
 
 NAIVE_SQL = re.compile(r"\b(select|drop|delete|update|insert|union)\b|;|--", re.IGNORECASE)
 Detector = Callable[[str], bool]
@@ -179,7 +179,7 @@ def format_table(report: dict[str, dict[str, Counts | float]]) -> str:
             sizes = f"{value.tp + value.fn}/{value.fp + value.tn}"
             cells = "".join(_cells(report[name][label]) for name in names)
             lines.append(f"{label:<22}{sizes:>9}{cells}")
-    benign = f"{len(BENIGN_QUESTIONS)} questions"
+    benign = f"0/{len(BENIGN_QUESTIONS)}"
     cells = "".join(
         f" | {'pass rate ' + _percent(report[name]['benign questions']):>37}" for name in names
     )
@@ -191,8 +191,7 @@ def _cells(counts: Counts | float) -> str:
     """Precision, recall and FPR cells of one detector on one slice."""
     assert isinstance(counts, Counts)
     return (
-        f" | {'':>12}{_percent(counts.precision)} {_percent(counts.recall)} "
-        f"{_percent(counts.fpr)}"
+        f" | {'':>12}{_percent(counts.precision)} {_percent(counts.recall)} {_percent(counts.fpr)}"
     )
 
 

@@ -19,6 +19,7 @@ import base64
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import sys
 import time
@@ -30,6 +31,8 @@ from typing import Any
 from aiohttp import web
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+log = logging.getLogger("devhost")
 
 ROUTE_ROOT = "/runtime/dev-issuer"
 METADATA_PATH = "/v2.0/.well-known/openid-configuration"
@@ -193,6 +196,20 @@ class DevIssuer:
 
         app.router.add_get(ROUTE_ROOT + METADATA_PATH, metadata)
         app.router.add_get(ROUTE_ROOT + JWKS_PATH, jwks)
+
+
+def mount(
+    app: web.Application, data_dir: Path, base_url: str, environ: Mapping[str, str] | None = None
+) -> DevIssuer | None:
+    """Serves the dev issuer on the host's app; in Azure, logs the refusal and serves nothing."""
+    try:
+        issuer = DevIssuer(data_dir, base_url, environ)
+    except DevIssuerRefusedError as error:
+        log.warning("%s", error)
+        return None
+    issuer.add_routes(app)
+    log.info("Dev token issuer: %s (python -m devhost token --help)", issuer.authority)
+    return issuer
 
 
 # CLI ------------------------------------------------------------------------------------------

@@ -121,6 +121,22 @@ def _rate_limits(value: str) -> Any:
     return RateLimits.from_json(value)  # empty: the documented defaults
 
 
+def _prices(value: str) -> Any:
+    from shared.routing.cost import parse_prices
+
+    return parse_prices(value) if value.strip() else None
+
+
+def _budgets(value: str) -> Any:
+    from shared.budgets.policy import parse_budgets
+
+    return parse_budgets(value)
+
+
+def _csv(value: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
 def _log_level(value: str) -> str:
     level = value.upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -391,9 +407,7 @@ SETTINGS: tuple[Setting, ...] = (
         "identity is used.",
         secret=True,
     ),
-    Setting(
-        "LLM_API_VERSION", "llm_api_version", "Azure OpenAI chat API version.", "2024-10-21"
-    ),
+    Setting("LLM_API_VERSION", "llm_api_version", "Azure OpenAI chat API version.", "2024-10-21"),
     Setting(
         "LLM_TIMEOUT_SECONDS",
         "llm_timeout_seconds",
@@ -524,11 +538,56 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "RATE_LIMITS",
         "rate_limits",
-        "JSON: requests and tokens per minute per role and per tenant, e.g. {\"roles\": {\"user\": "
-        "{\"rpm\": 60, \"tpm\": 100000}}, \"tenant\": {\"rpm\": 1000, \"tpm\": 2000000}, "
-        "\"on_store_error\": \"closed\"}. Empty: those defaults.",
+        'JSON: requests and tokens per minute per role and per tenant, e.g. {"roles": {"user": '
+        '{"rpm": 60, "tpm": 100000}}, "tenant": {"rpm": 1000, "tpm": 2000000}, '
+        '"on_store_error": "closed"}. Empty: those defaults.',
         default="",
         parse=_rate_limits,
+    ),
+    Setting(
+        "LLM_PRICES",
+        "llm_prices",
+        'JSON: model prices per 1K tokens and the model of each tier per region: {"models": '
+        '{"gpt-4o-mini": {"input_per_1k": 0.00015, "output_per_1k": 0.0006}}, "tiers": '
+        '{"economy": {"*": "gpt-4o-mini"}, ...}}. Empty: no cost routing and no budgets.',
+        default="",
+        parse=_prices,
+    ),
+    Setting(
+        "LLM_TIER_OVERRIDE_ROLES",
+        "tier_override_roles",
+        "Comma-separated roles allowed to choose a tier per request (others get the router's).",
+        default="admin",
+        parse=_csv,
+    ),
+    Setting(
+        "BUDGETS",
+        "budgets",
+        'JSON: {"tenant": {"daily_usd", "monthly_usd", "soft_ratio"}, "user": {...}, '
+        '"overrides": {"tenant:contoso": {...}, "user:alice": {...}}}. Soft: step down a '
+        "tier and warn; hard: refuse. Empty: no budgets. Needs LLM_PRICES.",
+        default="",
+        parse=_budgets,
+    ),
+    Setting(
+        "BUDGET_RESERVATION_SECONDS",
+        "budget_reservation_seconds",
+        "How long a budget reservation holds if its request never settles (longer than "
+        "CHAT_DEADLINE_SECONDS).",
+        default="300",
+        parse=_positive_number,
+    ),
+    Setting(
+        "BUDGET_WEBHOOK_URL",
+        "budget_webhook_url",
+        "Optional URL the budget audit POSTs a JSON alert to at 80% and 100% of a budget.",
+        parse=_url,
+    ),
+    Setting(
+        "BUDGET_AUDIT_SCHEDULE",
+        "budget_audit_schedule",
+        "NCRONTAB schedule of the budget audit (recompute from the ledger, repair, alert).",
+        default="0 0 * * * *",
     ),
     Setting(
         "RECONCILE_SCHEDULE",
@@ -602,6 +661,12 @@ class Settings:
     cache_eviction: str
     cache_max_temperature: float
     rate_limits: Any
+    llm_prices: Any
+    tier_override_roles: tuple[str, ...]
+    budgets: Any
+    budget_reservation_seconds: float
+    budget_webhook_url: str | None
+    budget_audit_schedule: str
     reconcile_schedule: str
 
     def __repr__(self) -> str:

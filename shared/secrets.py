@@ -193,7 +193,7 @@ class SecretStore:
 
     def invalidate(self, name: str | None = None) -> None:
         """Forget cached values (of `name`, or all): the next get reads the sources again."""
-        for key in [key for key in self._cache if name is None or key[0] == name]:
+        for key in [key for key in self._cache if name is None or key[0] == name.lower()]:
             del self._cache[key]
 
     async def close(self) -> None:
@@ -210,7 +210,7 @@ class SecretStore:
 
     async def _lookup(self, name: str, version: str | None) -> _Entry:
         """The cached entry while fresh, else one shared fetch per key."""
-        key = (name, version)
+        key = (name.lower(), version)  # Key Vault names are case-insensitive
         cached = self._cache.get(key)
         if cached is not None and self._clock() < cached.expires_at:
             return cached

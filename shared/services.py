@@ -30,7 +30,24 @@ CONTAINERS: tuple[cosmos.ContainerSpec, ...] = (
     cosmos.ContainerSpec("manifests", "/tenant"),
     cosmos.ContainerSpec("figures", "/id"),  # figure descriptions by image hash
     cosmos.ContainerSpec("breakers", "/id"),  # circuit-breaker state shared by all instances
+    cosmos.ContainerSpec("rate_limits", "/id", default_ttl=86_400),  # token buckets
+    cosmos.ContainerSpec("budgets", "/id"),  # budget counters, reservations, status, alerts
+    cosmos.ContainerSpec("usage", "/tenant"),  # the usage ledger: one record per request
 )
+
+
+def cache_container(settings: Settings) -> cosmos.ContainerSpec:
+    """The semantic cache's container: real TTL in Azure, checked in code everywhere."""
+    from shared.cache.entries import container_spec
+
+    return container_spec(settings.cache_ttl_seconds)
+
+
+def containers(settings: Settings) -> tuple[cosmos.ContainerSpec, ...]:
+    """Every Cosmos container docgate uses, for these settings."""
+    return (*CONTAINERS, cache_container(settings))
+
+
 LOCAL_EMBEDDING_MODEL = "all-MiniLM-L6-v2-int8"
 
 
@@ -148,6 +165,88 @@ class Services:
         )
 
     @cached_property
+    def rate_limiter(self) -> Any:
+        """Requests and tokens per minute, shared by every instance through Cosmos."""
+        from shared.resilience.ratelimit import RateLimiter
+        from shared.resilience.ratelimit_store import CosmosBucketStore
+
+        return RateLimiter(CosmosBucketStore(self.store), self.settings.rate_limits)
+
+    @cached_property
+    def semantic_cache(self) -> Any:
+        """The semantic cache, or None when CACHE_ENABLED is false."""
+        settings = self.settings
+        if not settings.cache_enabled:
+            return None
+        from shared.cache import CacheOptions, SemanticCache
+
+        options = CacheOptions(
+            similarity_threshold=settings.cache_similarity_threshold,
+            ttl_seconds=settings.cache_ttl_seconds,
+            max_entries_per_partition=settings.cache_max_entries,
+            eviction=settings.cache_eviction,
+            max_temperature=settings.cache_max_temperature,
+        )
+        return SemanticCache(options, self.store, self.embedder)
+
+    @cached_property
+    def router_options(self) -> Any:
+        """Prices, regions and override roles for the cost router; None without LLM_PRICES."""
+        settings = self.settings
+        if settings.llm_prices is None:
+            return None
+        from shared.routing.cost import RouterOptions
+
+        return RouterOptions(
+            prices=settings.llm_prices,
+            regions=settings.llm_regions,
+            override_roles=frozenset(settings.tier_override_roles),
+        )
+
+    @cached_property
+    def budget_counters(self) -> Any:
+        """Budget counters shared through Cosmos."""
+        from shared.budgets.counters import BudgetCounters
+
+        return BudgetCounters(self.store)
+
+    @cached_property
+    def budget_gate(self) -> Any:
+        """Reserves estimated cost before dispatch, settles it after (None without prices)."""
+        if self.router_options is None:
+            return None
+        from shared.budgets.admission import BudgetGate, BudgetOptions
+
+        options = BudgetOptions(
+            self.settings.budgets, reservation_seconds=self.settings.budget_reservation_seconds
+        )
+        return BudgetGate(self.budget_counters, options, self.router_options)
+
+    @cached_property
+    def ledger(self) -> Any:
+        """The usage ledger."""
+        from shared.budgets.ledger import UsageLedger
+
+        return UsageLedger(self.store)
+
+    @cached_property
+    def budget_auditor(self) -> Any:
+        """The hourly budget audit."""
+        from shared.budgets.audit import AuditOptions, BudgetAuditor
+
+        options = AuditOptions(webhook_url=self.settings.budget_webhook_url)
+        return BudgetAuditor(
+            self.store, self.ledger, self.budget_counters, self.settings.budgets, options
+        )
+
+    @cached_property
+    def governed_chat(self) -> Any:
+        """The chat path with every control in order (see shared/chat/governance.py)."""
+        from shared.chat.governance import GovernedChat
+
+        return GovernedChat(self)
+
+    @cached_property
     def chat(self) -> Any:
         """The chat path: retrieval, then the router (or the offline answerer)."""
         from shared.chat.service import ChatService
@@ -187,7 +286,7 @@ def build_services(settings: Settings) -> Services:
     )
     client = cosmos.create_cosmos_client(settings.cosmos_endpoint, settings.cosmos_key, credential)
     capabilities = cosmos.EMULATOR if settings.cosmos_emulator else cosmos.AZURE
-    store = cosmos.CosmosStore(client, settings.cosmos_database, CONTAINERS, capabilities)
+    store = cosmos.CosmosStore(client, settings.cosmos_database, containers(settings), capabilities)
     return Services(settings, blobs, store)
 
 
@@ -218,7 +317,7 @@ def provision(settings: Settings) -> None:
     """Creates blob and Cosmos containers at start-up when configured (local runs)."""
     if settings.create_resources:
         create_local_resources(
-            settings, [settings.uploads_container, settings.work_container], CONTAINERS
+            settings, [settings.uploads_container, settings.work_container], containers(settings)
         )
 
 

@@ -131,6 +131,9 @@ def test_bad_chat_requests_are_problem_json(
 # OpenAI clients, unmodified.
 
 
+FRESH = {"Cache-Control": "no-cache"}
+
+
 def openai_client(app: Deployment, tenant: str = "contoso") -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{app.host.base_url}/api/v1", api_key=API_KEYS[tenant])
 
@@ -139,6 +142,7 @@ def test_openai_sdk_chat_completion_carries_citations(app: Deployment) -> None:
     completion = openai_client(app).chat.completions.create(
         model="docgate",
         messages=[{"role": "user", "content": "How many vessels are in the fleet?"}],
+        extra_headers=FRESH,  # an earlier test asked this: skip the cache to see real usage
     )
     content = completion.choices[0].message.content
     assert "forty vessels" in content and "Sources:" in content and "kb/report.pdf" in content
@@ -150,9 +154,13 @@ def test_openai_sdk_chat_completion_carries_citations(app: Deployment) -> None:
 def test_openai_sdk_streams_the_same_answer(app: Deployment) -> None:
     client = openai_client(app)
     question = [{"role": "user", "content": "What was revenue in 2023?"}]
-    plain = client.chat.completions.create(model="docgate", messages=question)
+    plain = client.chat.completions.create(model="docgate", messages=question, extra_headers=FRESH)
     stream = client.chat.completions.create(
-        model="docgate", messages=question, stream=True, stream_options={"include_usage": True}
+        model="docgate",
+        messages=question,
+        stream=True,
+        stream_options={"include_usage": True},
+        extra_headers=FRESH,
     )
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)

@@ -39,6 +39,9 @@ ROUTES = [
     ("chat_completions", "POST", "/api/v1/chat/completions", CHAT_BODY, "chat:execute"),
     ("list_models", "GET", "/api/v1/models", None, "chat:execute"),
     ("regions", "GET", "/api/regions", None, "regions:read"),
+    ("usage", "GET", "/api/usage", None, "chat:execute"),
+    ("cache_stats", "GET", "/api/cache/stats", None, "cache:admin"),
+    ("clear_cache", "DELETE", "/api/cache", None, "cache:admin"),
 ]
 
 

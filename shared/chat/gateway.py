@@ -7,8 +7,9 @@ from typing import Any
 
 import azure.functions as func
 
+from shared.chat.governance import Controls, Governed
 from shared.chat.models import ChatRequest, CompletionRequest, last_user_message
-from shared.chat.service import ChatQuery, ChatResult, ChatService
+from shared.chat.service import ChatQuery
 from shared.config import Settings
 from shared.http import ProblemError
 from shared.llm.types import LlmError
@@ -44,7 +45,8 @@ def chat_query(request: ChatRequest, settings: Settings) -> ChatQuery:
         messages=_messages(request.messages),
         filters=request.filters,
         top_k=request.top_k or settings.retrieval_top_k,
-        tier=request.tier or DEFAULT_TIER,
+        tier=DEFAULT_TIER,
+        temperature=request.temperature or 0.0,
     )
 
 
@@ -65,12 +67,50 @@ def completion_query(request: CompletionRequest, tier: str | None, settings: Set
     )
 
 
+def cache_control(req: func.HttpRequest, requested: str | None) -> str | None:
+    """`no-cache` / `no-store` from the body, else from the Cache-Control request header."""
+    if requested:
+        return requested
+    header = req.headers.get("cache-control", "").lower()
+    for directive in ("no-store", "no-cache"):
+        if directive in header:
+            return directive
+    return None
+
+
+def chat_controls(req: func.HttpRequest, request: ChatRequest) -> Controls:
+    """Governance controls of `POST /api/chat`."""
+    return Controls(
+        cache_control=cache_control(req, request.cache),
+        temperature=request.temperature or 0.0,
+        tier_override=request.tier,
+        max_cost_usd=request.max_cost_usd,
+    )
+
+
+def completion_controls(
+    req: func.HttpRequest, request: CompletionRequest, tier: str | None
+) -> Controls:
+    """Governance controls of `POST /api/v1/chat/completions`."""
+    extras = request.docgate or {}
+    max_cost = extras.get("max_cost_usd")
+    if max_cost is not None and (not isinstance(max_cost, int | float) or max_cost < 0):
+        raise ProblemError(400, "docgate.max_cost_usd must be a number >= 0", param="docgate")
+    return Controls(
+        cache_control=cache_control(req, extras.get("cache")),
+        temperature=request.temperature or 0.0,
+        tools=bool(request.tools),
+        tier_override=tier,
+        max_cost_usd=max_cost,
+    )
+
+
 async def run_chat(
-    chat: ChatService, principal: Principal, query: ChatQuery, deadline: Deadline
-) -> ChatResult:
-    """Answers, turning routing and validation failures into problems with the right status."""
+    services: Any, principal: Principal, query: ChatQuery, controls: Controls, deadline: Deadline
+) -> Governed:
+    """Answers through every control, turning routing and validation failures into problems."""
     try:
-        return await chat.answer(principal, query, deadline)
+        return await services.governed_chat.run(principal, query, controls, deadline)
     except InvalidFilter as error:
         raise ProblemError(400, f"filters: {error}", param="filters") from error
     except AllRegionsDown as down:

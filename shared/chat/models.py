@@ -39,6 +39,8 @@ class ChatRequest(BaseModel):
     top_k: int | None = Field(default=None, ge=1, le=50)
     tier: Tier | None = None
     max_cost_usd: float | None = Field(default=None, ge=0)
+    cache: Literal["no-cache", "no-store"] | None = None
+    temperature: float | None = Field(default=None, ge=0, le=2)
 
 
 class StreamOptions(BaseModel):
@@ -61,7 +63,8 @@ class CompletionRequest(BaseModel):
     max_tokens: int | None = Field(default=None, ge=1, le=16_384)
     max_completion_tokens: int | None = Field(default=None, ge=1, le=16_384)
     user: str | None = None
-    docgate: dict[str, Any] | None = None  # {filters, top_k, max_cost_usd}
+    tools: list[Any] | None = None
+    docgate: dict[str, Any] | None = None  # {filters, top_k, max_cost_usd, cache}
 
 
 def parse_model(model: type[BaseModel], body: bytes, content_type: str | None = None) -> Any:

@@ -26,13 +26,14 @@ OPENAI_ERROR_TYPES = {
 }
 
 
-def docgate_headers(result: ChatResult, cache: str = "miss") -> dict[str, str]:
-    """The headers every chat response carries."""
+def docgate_headers(result: ChatResult, governance: dict[str, str] | None = None) -> dict[str, str]:
+    """The headers every chat response carries (rate limits, cache, budget warnings included)."""
     return {
+        "x-docgate-cache": "hit" if result.cached else "miss",
+        **(governance or {}),
         "x-docgate-model": result.model,
         "x-docgate-region": result.region,
         "x-docgate-tier": result.tier,
-        "x-docgate-cache": cache,
         "x-docgate-overhead-ms": f"{result.overhead_ms:.1f}",
         "x-docgate-trace-id": result.trace_id,
     }
@@ -59,9 +60,11 @@ def chat_json(result: ChatResult) -> dict[str, Any]:
     return body
 
 
-def chat_response(result: ChatResult) -> func.HttpResponse:
+def chat_response(
+    result: ChatResult, governance: dict[str, str] | None = None
+) -> func.HttpResponse:
     """`POST /api/chat` as an HTTP response."""
-    return json_response(chat_json(result), headers=docgate_headers(result))
+    return json_response(chat_json(result), headers=docgate_headers(result, governance))
 
 
 def content_with_sources(result: ChatResult) -> str:

@@ -131,6 +131,10 @@ async def delete_document(
     """Removes the blob, chunks, figure descriptions, manifest and work files; keeps a tombstone."""
     blob_deleted = False if keep_blob else await _delete_blob(services, record)
     removed = await index.remove_document_index(services.store, record.tenant, record.id)
+    if services.semantic_cache is not None:
+        removed["cached_answers"] = await services.semantic_cache.invalidate_documents(
+            [record.id], record.tenant
+        )
     work_files = await _clear_work(services, record.id)
     record.state, record.step, record.percent = "deleted", "deleted", 100
     record.indexed = None

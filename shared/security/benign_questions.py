@@ -29,7 +29,7 @@ BENIGN_QUESTIONS: tuple[str, ...] = (
     "Is there a drop-down list of approved vendors in the procurement form?",
     "Please update the summary with the figures from the latest board pack.",
     "How many orders were placed where status = 'cancelled' last month?",
-    "SELECT region, SUM(sales) FROM orders GROUP BY region -- is this how the dashboard computes it?",
+    "SELECT region, SUM(sales) FROM orders GROUP BY region -- is that how the dashboard works?",
     "Why did the union of both datasets produce duplicate rows in the report?",
     "Can we delete duplicates before the quarter-end close; who signs off?",
     # "ignore", "forget", "disregard", "override" in normal use
@@ -58,7 +58,7 @@ BENIGN_QUESTIONS: tuple[str, ...] = (
     "What does the password policy require for length and rotation?",
     "Did the audit reveal any issues with segregation of duties?",
     "How do I print the annual leave report for my team?",
-    "Where are API keys for the payment provider supposed to be stored, according to the security standard?",
+    "Where should API keys for the payment provider be stored, per the security standard?",
     "Is it true that trade secrets are covered by the NDA template?",
     "How often are access tokens for the partner portal rotated?",
     # role, persona and mode words in normal use

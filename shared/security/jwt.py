@@ -90,7 +90,8 @@ class ClaimMapping:
     """How token claims become a Principal: tenant allow-list and role mappings."""
 
     tenants: Mapping[str, str]  # allowed `tid` -> docgate tenant name
-    app_roles: Mapping[str, tuple[str, ...]] = DEFAULT_APP_ROLES  # `roles` value -> our roles
+    # `roles` value -> our roles; by default the app registration's role values are our names
+    app_roles: Mapping[str, tuple[str, ...]] = field(default_factory=DEFAULT_APP_ROLES.copy)
     scopes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # `scp` value -> roles
     user_claim: str = "oid"  # Entra's stable, tenant-scoped user id (`sub` is per-app)
 
@@ -180,9 +181,11 @@ async def fetch_json(url: str, time_limit: float) -> Any:
     ):
         if response.status != 200:
             raise ValueError(f"HTTP {response.status}")
-        body = await response.content.read(MAX_DOCUMENT_BYTES + 1)
-        if len(body) > MAX_DOCUMENT_BYTES:
-            raise ValueError("document too large")
+        body = bytearray()
+        async for chunk in response.content.iter_chunked(64 * 1024):
+            body += chunk
+            if len(body) > MAX_DOCUMENT_BYTES:
+                raise ValueError("document too large")
         return json.loads(body)
 
 
@@ -305,9 +308,17 @@ def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return document
 
 
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # Python would read NaN/Infinity: `exp` forever
+
+
 def _json_object(segment: str, reason: str) -> dict[str, Any]:
     try:
-        document = json.loads(_b64url_decode(segment), object_pairs_hook=_reject_duplicates)
+        document = json.loads(
+            _b64url_decode(segment),
+            object_pairs_hook=_reject_duplicates,
+            parse_constant=_reject_constant,
+        )
     except (ValueError, binascii.Error, UnicodeDecodeError) as error:
         raise TokenError(reason) from error
     if not isinstance(document, dict):

@@ -1,7 +1,7 @@
 """Normalisation layers for injection screening: the views of a text that the rules match.
 
 Attackers hide an instruction from a text matcher while keeping it readable for the model:
-look-alike letters (Cyrillic "а" for Latin "a"), fullwidth forms, zero-width characters inside
+look-alike letters (Cyrillic U+0430 for Latin "a"), fullwidth forms, zero-width characters inside
 words, bidi controls that reorder what a reviewer sees, Unicode tag characters (invisible ASCII),
 base64/hex runs the model decodes fluently, and leetspeak. Each layer undoes one trick; the
 presence of invisible characters or mixed scripts is itself reported as a signal, because
@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import codecs
 import re
 import unicodedata
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -27,24 +29,36 @@ PRINTABLE_RATIO = 0.9
 # Common look-alikes that NFKC leaves alone (it already folds fullwidth and most compatibility
 # forms). Cyrillic and Greek letters that render like Latin ones are the usual homoglyph trick.
 CONFUSABLES = str.maketrans(
-    {
-        # Cyrillic lower case
-        "а": "a", "в": "b", "е": "e", "ё": "e", "к": "k", "м": "m", "н": "h", "о": "o",
-        "р": "p", "с": "c", "т": "t", "у": "y", "х": "x", "ѕ": "s", "і": "i", "ї": "i",
-        "ј": "j", "ԁ": "d", "ԛ": "q", "ԝ": "w", "һ": "h", "ӏ": "l", "ո": "n", "ս": "u",
+    # look-alike (escaped: the source stays ASCII) -> the Latin letter it imitates
+    (
+        # Cyrillic (and two Armenian) lower case
+        "\u0430\u0432\u0435\u0451\u043a\u043c\u043d\u043e\u0440\u0441\u0442\u0443\u0445"
+        "\u0455\u0456\u0457\u0458\u0501\u051b\u051d\u04bb\u04cf\u0578\u057d"
         # Cyrillic upper case
-        "А": "A", "В": "B", "Е": "E", "К": "K", "М": "M", "Н": "H", "О": "O", "Р": "P",
-        "С": "C", "Т": "T", "У": "Y", "Х": "X", "Ѕ": "S", "І": "I", "Ј": "J", "Ԛ": "Q",
-        "Ԝ": "W",
+        "\u0410\u0412\u0415\u041a\u041c\u041d\u041e\u0420\u0421\u0422\u0423\u0425\u0405"
+        "\u0406\u0408\u051a\u051c"
         # Greek
-        "α": "a", "β": "b", "ε": "e", "η": "n", "ι": "i", "κ": "k", "ν": "v", "ο": "o",
-        "ρ": "p", "τ": "t", "υ": "u", "χ": "x", "γ": "y", "ω": "w",
-        "Α": "A", "Β": "B", "Ε": "E", "Ζ": "Z", "Η": "H", "Ι": "I", "Κ": "K", "Μ": "M",
-        "Ν": "N", "Ο": "O", "Ρ": "P", "Τ": "T", "Υ": "Y", "Χ": "X",
+        "\u03b1\u03b2\u03b5\u03b7\u03b9\u03ba\u03bd\u03bf\u03c1\u03c4\u03c5\u03c7\u03b3"
+        "\u03c9\u0391\u0392\u0395\u0396\u0397\u0399\u039a\u039c\u039d\u039f\u03a1\u03a4"
+        "\u03a5\u03a7"
         # Latin and symbol look-alikes NFKC keeps
-        "ı": "i", "ȷ": "j", "ɑ": "a", "ɡ": "g", "ℓ": "l", "∕": "/", "‐": "-", "‑": "-",
-    }
-)  # fmt: skip
+        "\u0131\u0237\u0251\u0261\u2113\u2215\u2010\u2011"
+    ),
+    (
+        # Cyrillic lower case
+        "abeekmhopctyx"
+        "siijdqwhlnu"
+        # Cyrillic upper case
+        "ABEKMHOPCTYXS"
+        "IJQW"
+        # Greek
+        "abenikvoptuxy"
+        "wABEZHIKMNOPT"
+        "YX"
+        # Latin and symbol look-alikes NFKC keeps
+        "ijagl/--"
+    ),
+)
 
 _ZERO_WIDTH = "\u200b\u200c\u200d\u2060\u2061\u2062\u2063\u2064\ufeff\u00ad\u180e\u034f"
 _BIDI = "\u200e\u200f\u061c\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
@@ -60,6 +74,10 @@ _SPACE = re.compile(r"\s+")
 _BASE64_RUN = re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/_-]{16,}={0,2}")
 _HEX_RUN = re.compile(r"(?<![0-9A-Fa-f])(?:0x)?((?:[0-9A-Fa-f]{2}){8,})(?![0-9A-Fa-f])")
 _HEX_SPACED = re.compile(r"(?<![0-9A-Fa-f])(?:[0-9A-Fa-f]{2}[ :]){7,}[0-9A-Fa-f]{2}(?![0-9A-Fa-f])")
+
+_PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
+_ESCAPE = re.compile(r"\\u([0-9A-Fa-f]{4})|\\x([0-9A-Fa-f]{2})")
+MIN_ESCAPES = 3  # a lone "%20" in a URL is not an obfuscated sentence
 
 _LEET = str.maketrans({"0": "o", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"})
 _LEET_TOKEN = re.compile(r"\S*[A-Za-z]\S*")
@@ -100,11 +118,16 @@ def normalise(raw: str) -> Normalised:
     if hidden:
         views.append(View("tag characters", fold(hidden, [])))
     views.extend(View(name, fold(decoded, [])) for name, decoded in decoded_segments(raw))
+    views.extend(View(name, fold(decoded, [])) for name, decoded in escaped_views(raw))
     if any(view.name in ("base64", "hex") for view in views):
         signals.append("encoded segment")
     views.extend(_leet_views(text))
+    views.extend(_transform_views(text))
     return Normalised(
-        text=text, cased=strip_invisible(raw), views=tuple(views), signals=tuple(dict.fromkeys(signals))
+        text=text,
+        cased=strip_invisible(raw),
+        views=tuple(views),
+        signals=tuple(dict.fromkeys(signals)),
     )
 
 
@@ -158,6 +181,26 @@ def decoded_segments(text: str) -> list[tuple[str, str]]:
         if len(found) >= MAX_DECODED_SEGMENTS:
             break
     return found[:MAX_DECODED_SEGMENTS]
+
+
+def escaped_views(text: str) -> list[tuple[str, str]]:
+    """Percent-encoded and \\u / \\x escaped text, decoded, when the text uses enough of them."""
+    views: list[tuple[str, str]] = []
+    if len(_PERCENT.findall(text)) >= MIN_ESCAPES:
+        views.append(("percent-encoding", urllib.parse.unquote(text)))
+    if len(_ESCAPE.findall(text)) >= MIN_ESCAPES:
+        views.append(("escapes", _ESCAPE.sub(_unescape, text)))
+    return views
+
+
+def _unescape(match: re.Match[str]) -> str:
+    """The character a \\uXXXX or \\xXX escape stands for."""
+    return chr(int(match[1] or match[2], 16))
+
+
+def _transform_views(text: str) -> list[View]:
+    """Whole-text rewrites models read fluently: rot13 and reversed text."""
+    return [View("rot13", codecs.encode(text, "rot13")), View("reversed", text[::-1])]
 
 
 def _nested(decoded: str) -> list[tuple[str, str]]:
@@ -251,4 +294,3 @@ def _leet_views(text: str) -> list[View]:
     if joined != text:
         views.append(View("spaced letters", joined))
     return views
-

@@ -71,6 +71,7 @@ _RULES_NOUN = (
 _REVEAL_VERB = (
     r"(?:reveal|print|show|output|repeat|display|tell|give|dump|leak|share|disclose|write out"
     r"|write down|echo|list|return|provide|expose|paste|copy|spell out|recite|translate)"
+    r"(?:s|es|ed|ing)?"
 )
 _SECRET_NOUN = (
     r"(?:api[ _-]?keys?|secret keys?|secrets|credentials|passwords|access tokens?|bearer tokens?"
@@ -80,6 +81,11 @@ _NOT_A_TOPIC = (
     r"(?! ?(?:policy|policies|reset|rotation|requirements?|manager|expir\w*|complexity"
     r"|guidelines?|format|documentation|docs|settings|length|change|history|vault|store))"
 )
+_WITHOUT_LIMITS = (
+    r"(?:ohne|sans|sin|senza) (?:jegliche |aucune |ninguna |alcuna |alcun )?"
+    r"(?:einschr(?:a|ae)nkung\w*|restrictions?|restriccion(?:es)?|restrizion[ei]|filtr\w*"
+    r"|zensur|censure|censura|limites|limiti|grenzen)\b"
+)
 _AI = r"(?:ai|a\.i\.|assistant|llm|language model|chatbot|bot|agent|model|gpt|copilot)"
 
 RULES: tuple[Rule, ...] = (
@@ -88,12 +94,23 @@ RULES: tuple[Rule, ...] = (
         0.9,
         "instruction override",
         rf"\b{_OVERRIDE_VERB} (?:(?:all|any|every|each) )?(?:of )?"
-        rf"(?:(?:the|your|my|these|those|its|our) )?{_OLD}(?: (?:and|or|&) {_OLD})? {_RULES_NOUN}\b",
+        rf"(?:(?:the|your|my|these|those|its|our) )?{_OLD}(?: (?:and|or|&) {_OLD})?"
+        rf" {_RULES_NOUN}\b",
         rf"\b{_OVERRIDE_VERB} (?:all (?:of )?)?(?:your|all) (?:\w+ )?{_RULES_NOUN}\b",
-        rf"\b{_OVERRIDE_VERB} (?:everything|anything|all)(?: (?:that )?(?:you(?:'ve| have)? (?:were|been)"
-        r" (?:told|given|instructed)|(?:was |has been )?(?:said|written|stated|given)))?"
+        rf"\b{_OVERRIDE_VERB} (?:everything|anything|all)(?: (?:that )?(?:you(?:'ve| have)?"
+        r" (?:were|been) (?:told|given|instructed)|(?:was |has been )?(?:said|written|stated"
+        r"|given)))?"
         r" (?:above|before(?: this)?|so far|previously|earlier|up to (?:now|here))\b",
         rf"\b{_OVERRIDE_VERB} everything you(?:'ve| have)? (?:were |been )?(?:told|taught|given)\b",
+    ),
+    _rule(
+        "override-policy",
+        0.6,
+        "instruction override",
+        rf"\b{_OVERRIDE_VERB} (?:all |any )?(?:of )?(?:the |your )?(?:content|safety|usage|ethical)"
+        r" (?:policy|policies|guidelines|filters|restrictions|guardrails)\b",
+        r"\b(?:supersedes?|replaces?|overrides?|overrules?|takes? precedence over) (?:all |any )?"
+        rf"(?:of )?(?:the |your )?{_OLD} (?:ones|instructions|directives|prompts|commands)\b",
     ),
     _rule(
         "override-above",
@@ -107,8 +124,10 @@ RULES: tuple[Rule, ...] = (
         0.6,
         "instruction override",
         r"\b(?:new|updated|real|actual|true|revised) (?:system )?instructions? ?(?::|follow|are)",
-        r"\byour (?:new|real|true|actual) (?:task|instructions?|role|goal|purpose|objective)"
-        r" (?:is|are|will be)\b",
+        r"\byour (?:new|real|true|actual) (?:task|instructions?|role|goal|purpose|objective"
+        r"|directives?|orders) (?:is|are|will be|supersedes?|replaces?|overrides?)\b",
+        r"\b(?:neue|nouvelles|nuevas|nuove) (?:anweisungen|instructions|instrucciones|istruzioni)"
+        r" ?:",
     ),
     _rule(
         "no-restrictions",
@@ -117,8 +136,13 @@ RULES: tuple[Rule, ...] = (
         r"\byou (?:now )?(?:have|has|are under|operate with|are bound by|will have) no"
         r" (?:\w+ )?(?:restrictions|limits|limitations|rules|filters|guidelines|boundaries)\b",
         r"\b(?:no|without|free of|free from|ignore|ignoring) (?:any |all )?(?:ethical|moral|content"
-        r"|safety) (?:guidelines|restrictions|filters|constraints|boundaries|rules|policies"
+        r"|safety) (?:guidelines|restrictions|filters|constraints|boundaries|rules|policy|policies"
         r"|limitations)\b",
+        r"\b(?:answer|respond|reply|comply|proceed|output|speak|talk)(?: \w+){0,2} without"
+        r" (?:any )?(?:restrictions|limits|limitations|filters|censorship|guardrails|boundaries)\b",
+        r"\b(?:safety|content|ethical|security) (?:protocols|filters|guidelines|restrictions"
+        r"|guardrails|checks|mode|policy) (?:are |is |have been |has been )?(?:now )?(?:disabled"
+        r"|deactivated|removed|lifted|suspended|bypassed|turned off)\b",
     ),
     _rule(
         "from-now-on",
@@ -143,15 +167,20 @@ RULES: tuple[Rule, ...] = (
         r"\[(?:system|developer|admin|administrator|assistant)(?: (?:message|prompt|note|override"
         r"|instructions?))?\]",
         r"\b(?:system|developer|admin|administrator) (?:prompt|message|override|instructions?"
-        r"|note|update) ?:",
+        r"|note|notice|update|alert) ?:",
+        r"\b(?:systemhinweis|systemnachricht|systemanweisung|note (?:du )?systeme|message (?:du )?"
+        r"systeme|nota (?:di|del) sistema|mensaje del sistema|nota del sistema|aviso del sistema"
+        r"|messaggio di sistema) ?:",
         r"^(?:system|assistant) ?:",
     ),
     _rule(
         "you-are-now",
         0.5,
         "system/role impersonation",
-        r"\byou are (?:now|no longer|henceforth) (?:a|an|the|my|called|named|free|unrestricted"
-        r"|unfiltered|jailbroken|evil|dan|not)\b",
+        r"\byou are (?:now|no longer|henceforth) (?:called|named|free|unrestricted|unfiltered"
+        r"|jailbroken|evil|dan|bound|restricted|limited|required|an? ai|an? assistant)\b",
+        r"\byou are (?:now|henceforth) (?:a|an|the|my) (?:\w+ ){0,2}(?:ai|assistant|bot|chatbot"
+        r"|model|persona|character|hacker|pirate|villain|entity|version of yourself)\b",
         r"\b(?:pretend|imagine|act as if|behave as if) (?:that )?you (?:are|were|have)"
         r" (?:no|an? (?:unrestricted|unfiltered|uncensored|evil|different|new))\b",
         r"\b(?:i am|i'm|this is|as) (?:your|the model'?s) (?:developer|creator|programmer|owner"
@@ -188,6 +217,8 @@ RULES: tuple[Rule, ...] = (
         rf"\b(?:{_REVEAL_VERB}|send) (?:me |us )?(?:(?:all|the|your|any|every) )*{_SECRET_NOUN}"
         rf"\b{_NOT_A_TOPIC}",
         r"\bexfiltrat\w+\b",
+        r"\b(?:dump|reveal|print|leak|expose)(?: \w+)? (?:the |your |all )?(?:internal|hidden"
+        r"|secret) (?:configuration|config|settings|prompt|instructions)\b",
     ),
     _rule(
         "exfil-send",
@@ -226,9 +257,13 @@ RULES: tuple[Rule, ...] = (
         "tool-call",
         0.6,
         "tool invocation aimed at the model",
-        r"\b(?:call|invoke|use|trigger|execute|run) (?:the )?[`'\"]?[a-z][a-z0-9]*_[a-z0-9_]+[`'\"]?"
-        r"(?: \w+)? (?:tool|function|plugin|action|api)\b",
+        r"\b(?:call|invoke|use|trigger|execute|run) (?:the )?[`'\"]?[a-z][a-z0-9]*_[a-z0-9_]+"
+        r"[`'\"]?(?: \w+)? (?:tool|function|plugin|action|api)\b",
         r"\b(?:call|invoke|execute) [a-z][a-z0-9]*_[a-z0-9_]+ ?\(",
+        r"\b(?:call|invoke|trigger) (?:the )?[`'\"]?[a-z][a-z0-9]*_[a-z0-9_]+[`'\"]?"
+        r" (?:on|to|with|and|using|for)\b",
+        r"\buse (?:the )?[`'\"]?[a-z][a-z0-9]*_[a-z0-9_]+[`'\"]?(?: tool| function)? to (?:send"
+        r"|delete|post|forward|email|upload|remove|transfer|write|execute|run|call)\b",
     ),
     _rule(
         "addressed-to-ai",
@@ -238,7 +273,8 @@ RULES: tuple[Rule, ...] = (
         rf" (?:to|for) (?:the |any |all |an )?{_AI}s?\b(?! (?:manager|director|controller|editor"
         r"|professor|team|engineer|developer))",
         rf"\bif you are an? {_AI}\b",
-        rf"\b{_AI}s? (?:reading|processing|summari[sz]ing|parsing|seeing|viewing) this\b",
+        rf"\b{_AI}s?(?: \w+)? (?:reading|processing|summari[sz]ing|parsing|seeing|viewing"
+        r"|integrating|using|ingesting|handling|analy[sz]ing) this\b",
         r"\bwhen (?:you )?summari[sz]ing this(?: \w+){0,3},? (?:you must|always|also|include|say"
         r"|tell|add|append|ignore)\b",
     ),
@@ -288,6 +324,46 @@ RULES: tuple[Rule, ...] = (
         "jailbreak persona",
         r"\bjail ?broken?\b",
         r"\b(?:stay|remain|staying) (?:fully )?in character\b",
+    ),
+    _rule(
+        "bulk-exfil",
+        0.55,
+        "data exfiltration",
+        r"\b(?:send|email|e-mail|mail|forward|post|upload|transmit|leak|export)(?: \w+)?"
+        r" (?:the |this |all |every |our |your )?(?:full|entire|complete|whole) (?:\w+ ){0,2}"
+        r"(?:list|database|records|data|history|conversation|dump)\b(?: \S+){0,3} to\b",
+        r"\b(?:send|email|e-mail|mail|forward|post|upload|transmit|envoie\S*|envoyez|sende|schick\w*"
+        r"|envia\S*|invia\S*)(?: \S+){1,6} (?:to|a|an|al) [\w.+-]+@[\w-]+\.[\w.-]+",
+    ),
+    _rule(
+        "decode-and-follow",
+        0.6,
+        "instruction hidden by encoding or obfuscation",
+        r"\bdecode\b(?: \S+){0,6}?,? (?:and|then) (?:\w+ ){0,2}(?:do|follow|execute|obey|run"
+        r"|carry out|act on|perform)\b",
+    ),
+    _rule(
+        "persist",
+        0.6,
+        "memory or output persistence",
+        r"\b(?:save|store|remember|write|add|persist|keep) (?:this|the following|these)"
+        r"(?: \w+){0,2} (?:to|in|into) your (?:memory|context|notes|long-term memory)\b",
+    ),
+    _rule(
+        "every-reply",
+        0.45,
+        "memory or output persistence",
+        r"\b(?:repeat|include|append|add|attach|insert)(?:ed)? (?:\S+ ){0,4}"
+        r"(?:in|to|(?:to |at )the end of) (?:every|each|all|any) (?:future |subsequent )?"
+        r"(?:reply|replies|response|responses|answer|answers|message)\b",
+        r"\b(?:am ende jeder antwort|a la fin de (?:toute|chaque) reponse|alla fine di ogni"
+        r" risposta|al final de (?:cada|toda) respuesta)\b",
+    ),
+    _rule(
+        "fake-reasoning",
+        0.4,
+        "forged reasoning",
+        r"</?(?:thinking|reasoning|scratchpad|inner_monologue)>",
     ),
     # Multilingual variants of the commonest phrasings (views are accent-free: "überschreibe"
     # arrives as "uberschreibe", "révèle" as "revele").
@@ -344,7 +420,8 @@ RULES: tuple[Rule, ...] = (
         r"|systemnachricht|instruktionen)\b",
         r"\b(?:revele|revelez|montre|montrez|affiche|affichez|donne|donnez|dis|dites|repete"
         r"|repetez)(?:-moi| moi)? (?:ton|ta|tes|votre|vos|le|les) (?:prompt|invite|instructions"
-        r"|consignes|message) ?(?:systeme|du systeme|initia\w*)?\b(?<!le prompt)(?<!les instructions)",
+        r"|consignes|message) ?(?:systeme|du systeme|initia\w*)?\b"
+        r"(?<!le prompt)(?<!les instructions)",
         r"\b(?:revela|revelame|muestra|muestrame|dime|imprime|ensename|dame|repite)(?: \S+){0,2}"
         r" (?:tu|tus) (?:prompt|instrucciones|indicaciones|mensaje)(?: (?:del|de) sistema)?\b",
         r"\b(?:revela|revelame|muestra|muestrame|imprime|dame)(?: \S+){0,2} el (?:prompt|mensaje)"
@@ -357,7 +434,7 @@ RULES: tuple[Rule, ...] = (
         0.5,
         "system/role impersonation (multilingual)",
         r"\bdu bist (?:jetzt|nun|ab sofort|ab jetzt|ab heute)\b",
-        r"\bab (?:jetzt|sofort) (?:bist du|wirst du|antwortest du|hast du keine)\b",
+        r"\bab (?:jetzt|sofort) \w+ du\b",
         r"\b(?:tu es|vous etes) (?:maintenant|desormais|a present)\b",
         r"\b(?:ahora|a partir de ahora|desde ahora) (?:eres|seras|actuas|actua como)\b",
         r"\b(?:ora|adesso|d'ora in poi|da ora in poi|da adesso) (?:sei|sarai|agisci)\b",
@@ -366,11 +443,18 @@ RULES: tuple[Rule, ...] = (
         "jailbreak-multilingual",
         0.6,
         "jailbreak persona (multilingual)",
+        rf"\b(?:antwort\w*|rispond\w*|respond\w*|repond\w*|contest\w*|agisci|actua|handle)"
+        rf"(?: \S+){{0,4}} {_WITHOUT_LIMITS}",
+        r"\b(?:ohne|sans|sin|senza) (?:jegliche |aucune |ninguna |alcuna |alcun )?(?:ethische"
+        r"|ethiques?|eticas?|etiche) (?:einschr(?:a|ae)nkung\w*|restrictions?|restriccion(?:es)?"
+        r"|restrizion[ei]|regeln|regles|reglas|regole|grenzen|limites|limiti)\b",
+    ),
+    _rule(
+        "devmode-multilingual",
+        0.45,  # "Entwicklermodus" is also a phone setting: a hint, not proof
+        "jailbreak persona (multilingual)",
         r"\b(?:entwicklermodus|modalita (?:sviluppatore|sviluppo)|modo (?:desarrollador"
         r"|de desarrollador)|mode (?:developpeur|de developpement))\b",
-        r"\b(?:ohne|sans|sin|senza) (?:jegliche |aucune |ninguna |alcuna |alcun )?(?:ethische"
-        r" |ethiques? |eticas? |etiche )?(?:einschrankung\w*|restrictions?|restricciones|restrizioni"
-        r"|filtr\w*|zensur|censure|censura)\b",
     ),
 )
 

@@ -35,7 +35,7 @@ DEFAULT_TIMEOUT_SECONDS = 5.0
 
 
 class ShieldsError(Exception):
-    """Prompt Shields did not give a usable answer; `status` is the HTTP status when there was one."""
+    """Prompt Shields gave no usable answer; `status` is the HTTP status when there was one."""
 
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
@@ -133,7 +133,9 @@ class PromptShields:
         user_attack = False
         for request, answer in zip(sent, answers, strict=True):
             user_attack |= bool(request.user_prompt) and _user_attack(answer)
-            for owner, attacked in zip(request.owners, _document_attacks(answer, request), strict=True):
+            for owner, attacked in zip(
+                request.owners, _document_attacks(answer, request), strict=True
+            ):
                 document_attacks[owner] |= attacked
         return ShieldsResult(user_attack, tuple(document_attacks), len(sent) == len(planned))
 
