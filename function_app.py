@@ -7,7 +7,7 @@ The same file runs under Azure, `func start` (Core Tools) and `python -m devhost
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Generator
+from collections.abc import Awaitable, Callable, Generator
 from dataclasses import asdict
 from typing import Any
 
@@ -42,11 +42,12 @@ from shared.chat.responses import (
     tier_of_model,
 )
 from shared.config import get_settings
-from shared.documents import lifecycle, records
+from shared.documents import lifecycle
 from shared.health import check_dependencies
 from shared.http import Handler, ProblemError, endpoint, json_response
 from shared.ingestion import Upload, start_ingestion
-from shared.security.auth import authenticate
+from shared.security.audit import parse_filter
+from shared.security.auth import authenticate, build_authenticators
 from shared.security.principal import Principal
 from shared.security.rbac import has_permission, require_permission
 from shared.services import dependency_probes, get_services, provision
@@ -63,10 +64,28 @@ provision(settings)
 app = df.DFApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 
 
-def _authorizer(permission: str) -> Callable[[func.HttpRequest], Principal]:
-    def authorize(req: func.HttpRequest) -> Principal:
-        principal = authenticate(req, settings)
-        require_permission(principal, permission)
+authenticators = build_authenticators(settings)
+
+
+def _authorizer(permission: str) -> Callable[[func.HttpRequest], Awaitable[Principal]]:
+    async def authorize(req: func.HttpRequest) -> Principal:
+        audit = (await get_services()).audit_log
+        try:
+            principal = await authenticate(req, settings, authenticators)
+        except ProblemError as problem:
+            await audit.record(
+                "auth_failure", actor="-", tenant=None, outcome="denied",
+                target=req.url.split("?")[0], reason=problem.detail,
+            )  # fmt: skip
+            raise
+        try:
+            require_permission(principal, permission)
+        except ProblemError:
+            await audit.record(
+                "permission_denied", actor=principal.user_id, tenant=principal.tenant,
+                outcome="denied", target=req.url.split("?")[0], reason=permission,
+            )  # fmt: skip
+            raise
         return principal
 
     return authorize
@@ -104,6 +123,10 @@ async def upload_document(req: func.HttpRequest, principal: Principal) -> func.H
     services = await get_services()
     upload = lifecycle.parse_upload(req, services.settings.max_upload_bytes)
     record = await lifecycle.store_upload(services, principal, upload)
+    await services.audit_log.record(
+        "upload", actor=principal.user_id, tenant=principal.tenant, outcome="success",
+        target=record.id, reason=record.name,
+    )  # fmt: skip
     status_url = f"/api/documents/{record.id}"
     body = {"id": record.id, "name": record.name, "state": record.state, "status_url": status_url}
     return json_response(body, 202, headers={"Location": status_url})
@@ -114,10 +137,8 @@ async def upload_document(req: func.HttpRequest, principal: Principal) -> func.H
 async def list_documents(req: func.HttpRequest, principal: Principal) -> func.HttpResponse:
     """The caller's tenant's documents with their status."""
     services = await get_services()
-    listed = await records.list_records(services.store, principal.tenant)
-    return json_response(
-        {"documents": [item.public() for item in listed if item.state != "deleted"]}
-    )
+    listed = await lifecycle.readable_records(services, principal)
+    return json_response({"documents": [item.public() for item in listed]})
 
 
 @app.route(route="documents/{id}", methods=["GET"])
@@ -155,6 +176,10 @@ async def delete_document(
         ):
             await client.terminate(record.instance_id, "document deleted")
     removed = await lifecycle.delete_document(services, record)
+    await services.audit_log.record(
+        "delete", actor=principal.user_id, tenant=principal.tenant, outcome="success",
+        target=record.id, reason=record.name,
+    )  # fmt: skip
     return json_response({"id": record.id, "state": "deleted", "removed": removed})
 
 
@@ -251,9 +276,28 @@ async def cache_stats(req: func.HttpRequest, principal: Principal) -> func.HttpR
 @secured("/api/cache", "cache:admin")
 async def clear_cache(req: func.HttpRequest, principal: Principal) -> func.HttpResponse:
     """Empties the semantic cache, optionally for one tenant (`?tenant=`)."""
-    cache = (await get_services()).semantic_cache
-    deleted = await cache.clear(req.params.get("tenant")) if cache else 0
+    services = await get_services()
+    cache = services.semantic_cache
+    deleted = await cache.clear(principal.tenant) if cache else 0
+    await services.audit_log.record(
+        "admin_action", actor=principal.user_id, tenant=principal.tenant, outcome="success",
+        target="semantic_cache", reason=f"cleared {deleted} cached answers",
+    )  # fmt: skip
     return json_response({"deleted": deleted})
+
+
+@app.route(route="audit", methods=["GET"])
+@secured("/api/audit", "audit:read")
+async def audit_log(req: func.HttpRequest, principal: Principal) -> func.HttpResponse:
+    """The tenant's audit records, newest first; filters: action, actor, outcome, since, until,
+    limit."""
+    params = {**dict(req.params), "tenant": principal.tenant}  # an admin reads their tenant only
+    try:
+        audit_filter = parse_filter(params)
+    except ValueError as error:
+        raise ProblemError(400, str(error)) from None
+    records = await (await get_services()).audit_log.search(audit_filter)
+    return json_response({"records": [record.to_json() for record in records]})
 
 
 @app.timer_trigger(arg_name="timer", schedule=settings.budget_audit_schedule)

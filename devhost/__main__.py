@@ -18,7 +18,7 @@ from devhost.timer_trigger import TimerTriggerError
 def parse_arguments(argv: list[str]) -> argparse.Namespace:
     """The command line: `python -m devhost [start] [--app-dir DIR] [--port N] ...`."""
     parser = argparse.ArgumentParser(prog="python -m devhost", description=__doc__)
-    parser.add_argument("command", nargs="?", default="start", choices=["start"])
+    parser.add_argument("command", nargs="?", default="start", choices=["start"])  # or `token`
     parser.add_argument("--app-dir", type=Path, default=Path.cwd(), help="folder of host.json")
     parser.add_argument("--module", default="function_app", help="module defining the app")
     parser.add_argument("--port", type=int, default=7071)
@@ -33,7 +33,12 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
-    arguments = parse_arguments(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["token"]:  # mint a token from the local dev issuer
+        from devhost.dev_issuer import main as token_main
+
+        return token_main(argv[1:])
+    arguments = parse_arguments(argv)
     configure_logging(logging.DEBUG if arguments.verbose else logging.INFO)
     try:
         run_host(

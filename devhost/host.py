@@ -115,6 +115,9 @@ class DevHost:
         app = create_web_app(self.config, self.functions, self.invoker, self.client_binding())
         if self.durable_api:
             self.durable_api.add_routes(app)
+        from devhost.dev_issuer import mount as mount_dev_issuer
+
+        mount_dev_issuer(app, self.config.data_dir, self.config.base_url)
         return app
 
     def background_services(self) -> list[Callable[[], object]]:

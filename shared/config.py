@@ -137,6 +137,18 @@ def _csv(value: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in value.split(",") if item.strip())
 
 
+def _auth_tenants(value: str) -> Any:
+    from shared.security.jwt import parse_tenants
+
+    return parse_tenants(value) if value.strip() else {}
+
+
+def _role_map(value: str) -> Any:
+    from shared.security.jwt import parse_role_map
+
+    return parse_role_map(value)
+
+
 def _log_level(value: str) -> str:
     level = value.upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -589,6 +601,122 @@ SETTINGS: tuple[Setting, ...] = (
         "NCRONTAB schedule of the budget audit (recompute from the ledger, repair, alert).",
         default="0 0 * * * *",
     ),
+    # Security -----------------------------------------------------------------------------
+    Setting(
+        "AUTH_CLIENT_ID",
+        "auth_client_id",
+        "The API's Entra ID app registration (client) id: bearer tokens must carry it (or "
+        "api://<id>) as audience. Unset: Entra ID tokens are not accepted.",
+    ),
+    Setting(
+        "AUTH_AUTHORITY",
+        "auth_authority",
+        "OIDC authority whose metadata and JWKS sign the tokens. Locally: the dev issuer, "
+        "http://127.0.0.1:7071/runtime/dev-issuer.",
+        default="https://login.microsoftonline.com/organizations",
+        parse=_url,
+    ),
+    Setting(
+        "AUTH_TENANTS",
+        "auth_tenants",
+        "Allowed Entra tenant ids (tid) and the docgate tenant each maps to: {\"<tid>\": "
+        "\"contoso\"} or a comma-separated list when they are the same.",
+        default="",
+        parse=_auth_tenants,
+    ),
+    Setting(
+        "AUTH_APP_ROLE_MAP",
+        "auth_app_role_map",
+        "JSON: Entra app roles -> docgate roles (viewer, user, developer, admin).",
+        default='{"viewer": "viewer", "user": "user", "developer": "developer", "admin": "admin"}',
+        parse=_role_map,
+    ),
+    Setting(
+        "AUTH_SCOPE_MAP",
+        "auth_scope_map",
+        "JSON: delegated scopes (scp) -> docgate roles, e.g. {\"Chat.Use\": \"user\"}.",
+        default="{}",
+        parse=_role_map,
+    ),
+    Setting(
+        "AUTH_LEEWAY_SECONDS",
+        "auth_leeway_seconds",
+        "Clock skew tolerated on exp/nbf/iat.",
+        default="60",
+        parse=_non_negative_number,
+    ),
+    Setting(
+        "AUTH_DEV_ISSUER",
+        "auth_dev_issuer",
+        "The authority is devhost's local dev issuer (`python -m devhost token ...` mints "
+        "tokens). Refused when running in Azure (WEBSITE_INSTANCE_ID set).",
+        default="false",
+        parse=_boolean,
+    ),
+    Setting(
+        "EASYAUTH_ENABLED",
+        "easyauth_enabled",
+        "Trust App Service authentication's X-MS-CLIENT-PRINCIPAL header. Only with the "
+        "platform feature on: otherwise any caller could forge it.",
+        default="false",
+        parse=_boolean,
+    ),
+    Setting(
+        "KEY_VAULT_URL",
+        "key_vault_url",
+        "Key Vault read by the secret store (managed identity); unset: environment only. App "
+        "settings may also use Key Vault references (@Microsoft.KeyVault(...)).",
+        parse=_url,
+    ),
+    Setting(
+        "SECRETS_TTL_SECONDS",
+        "secrets_ttl_seconds",
+        "How long a secret is cached: a rotated secret is picked up within this time.",
+        default="300",
+        parse=_positive_number,
+    ),
+    Setting(
+        "INJECTION_USER_POLICY",
+        "injection_user_policy",
+        "Prompt-injection policy for user messages: block (400), flag (answer, never cache) or "
+        "allow.",
+        default="block",
+        parse=_choice("block", "flag", "allow"),
+    ),
+    Setting(
+        "INJECTION_DOCUMENTS_POLICY",
+        "injection_documents_policy",
+        "Policy for retrieved chunks that try to instruct the model: block, flag or allow.",
+        default="block",
+        parse=_choice("block", "flag", "allow"),
+    ),
+    Setting(
+        "INJECTION_DOCUMENT_ACTION",
+        "injection_document_action",
+        "What block does to a suspicious chunk: fence (keep it, marked as data) or drop it.",
+        default="fence",
+        parse=_choice("fence", "drop"),
+    ),
+    Setting(
+        "INJECTION_THRESHOLD",
+        "injection_threshold",
+        "Score in (0, 1] from which the heuristic detector flags a text.",
+        default="0.5",
+        parse=_fraction,
+    ),
+    Setting(
+        "CONTENT_SAFETY_ENDPOINT",
+        "content_safety_endpoint",
+        "Azure AI Content Safety endpoint: Prompt Shields joins the heuristics. Unset: "
+        "heuristics only.",
+        parse=_url,
+    ),
+    Setting(
+        "CONTENT_SAFETY_KEY",
+        "content_safety_key",
+        "Content Safety key, for local test doubles only; in Azure the managed identity is used.",
+        secret=True,
+    ),
     Setting(
         "RECONCILE_SCHEDULE",
         "reconcile_schedule",
@@ -667,6 +795,22 @@ class Settings:
     budget_reservation_seconds: float
     budget_webhook_url: str | None
     budget_audit_schedule: str
+    auth_client_id: str | None
+    auth_authority: str
+    auth_tenants: Any
+    auth_app_role_map: Any
+    auth_scope_map: Any
+    auth_leeway_seconds: float
+    auth_dev_issuer: bool
+    easyauth_enabled: bool
+    key_vault_url: str | None
+    secrets_ttl_seconds: float
+    injection_user_policy: str
+    injection_documents_policy: str
+    injection_document_action: str
+    injection_threshold: float
+    content_safety_endpoint: str | None
+    content_safety_key: str | None
     reconcile_schedule: str
 
     def __repr__(self) -> str:

@@ -98,6 +98,8 @@ def endpoint(
                 try:
                     if authenticator is not None:
                         principal = authenticator(req)
+                        if inspect.isawaitable(principal):
+                            principal = await principal
                         current.set_attribute("enduser.id", principal.user_id)
                         response = await handler(req, principal, **bindings)
                     else:

@@ -33,6 +33,7 @@ CONTAINERS: tuple[cosmos.ContainerSpec, ...] = (
     cosmos.ContainerSpec("rate_limits", "/id", default_ttl=86_400),  # token buckets
     cosmos.ContainerSpec("budgets", "/id"),  # budget counters, reservations, status, alerts
     cosmos.ContainerSpec("usage", "/tenant"),  # the usage ledger: one record per request
+    cosmos.ContainerSpec("audit", "/tenant"),  # the append-only audit log
 )
 
 
@@ -238,6 +239,43 @@ class Services:
         return BudgetAuditor(
             self.store, self.ledger, self.budget_counters, self.settings.budgets, options
         )
+
+    @cached_property
+    def audit_log(self) -> Any:
+        """The append-only audit log."""
+        from shared.security.audit import AuditLog
+
+        return AuditLog(self.store)
+
+    @cached_property
+    def secret_store(self) -> Any:
+        """Key Vault secrets (managed identity), falling back to the environment."""
+        from shared.secrets import create_secret_store
+
+        return create_secret_store(self.settings)
+
+    @cached_property
+    def injection_screen(self) -> Any:
+        """Prompt-injection screening of user messages and retrieved chunks."""
+        from shared.security.injection import InjectionScreen, Policy
+        from shared.security.shields import PromptShields
+
+        settings = self.settings
+        policy = Policy(
+            user=settings.injection_user_policy,
+            documents=settings.injection_documents_policy,
+            document_action=settings.injection_document_action,
+            threshold=settings.injection_threshold,
+        )
+        shields = None
+        if settings.content_safety_endpoint:
+            key = settings.content_safety_key
+            shields = PromptShields(
+                settings.content_safety_endpoint,
+                key=key,
+                credential=None if key else get_credential(settings),
+            )
+        return InjectionScreen(policy, shields)
 
     @cached_property
     def governed_chat(self) -> Any:

@@ -60,13 +60,17 @@ def write_settings_file(folder: Path) -> Path:
 
 
 def start_app(
-    folder: Path, environment: dict[str, str], wait: bool = True, data_dir: Path | None = None
+    folder: Path,
+    environment: dict[str, str],
+    wait: bool = True,
+    data_dir: Path | None = None,
+    port: int | None = None,
 ) -> HostProcess:
     """Starts function_app under devhost."""
     folder.mkdir(parents=True, exist_ok=True)
     settings_file = write_settings_file(folder)
     host = HostProcess(
-        ROOT, data_dir or folder / "data", env=environment, settings_file=settings_file
+        ROOT, data_dir or folder / "data", env=environment, settings_file=settings_file, port=port
     )
     return host.start(wait=wait, timeout=120)
 

@@ -42,6 +42,7 @@ ROUTES = [
     ("usage", "GET", "/api/usage", None, "chat:execute"),
     ("cache_stats", "GET", "/api/cache/stats", None, "cache:admin"),
     ("clear_cache", "DELETE", "/api/cache", None, "cache:admin"),
+    ("audit_log", "GET", "/api/audit", None, "audit:read"),
 ]
 
 

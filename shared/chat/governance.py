@@ -42,6 +42,7 @@ class Controls:
     tools: bool = False
     tier_override: str | None = None
     max_cost_usd: float | None = None
+    flagged: bool = False  # the injection screen flagged the message: never cache it
 
 
 @dataclass
@@ -102,6 +103,7 @@ class GovernedChat:
     ) -> Governed:
         """The governed answer, or a ProblemError (429, 403, 400, 503...)."""
         started = time.perf_counter()
+        controls = await self._validate(principal, query, controls)
         chunk_tokens = min(self.settings.chunk_max_tokens, self.services.embedder_max_tokens)
         prompt_tokens = estimated_prompt_tokens(query, chunk_tokens)
         with span("chat.rate_limit"):
@@ -124,6 +126,35 @@ class GovernedChat:
         headers["x-docgate-cache"] = cache_state
         await self._settle(principal, result, admitted, reservation)
         return Governed(result, headers)
+
+    # Validation --------------------------------------------------------------------------------
+
+    async def _validate(
+        self, principal: Principal, query: ChatQuery, controls: Controls
+    ) -> Controls:
+        """Screens the user's message for prompt injection: block refuses (and is audited),
+        flag answers but never from or into the cache."""
+        with span("chat.validate") as current:
+            screening = await self.services.injection_screen.screen_user(
+                query.messages[-1]["content"]
+            )
+            current.set_attribute("injection.action", screening.action)
+        if screening.action == "block":
+            reasons = list(screening.verdict.reasons)
+            await self.services.audit_log.record(
+                "injection_blocked", actor=principal.user_id, tenant=principal.tenant,
+                outcome="blocked", target="chat", reason="; ".join(reasons),
+            )  # fmt: skip
+            raise ProblemError(
+                400,
+                "the message was refused: it reads as an attempt to override the assistant's "
+                "instructions",
+                code="prompt_injection",
+                reasons=reasons,
+            )
+        if screening.action == "flag":
+            return replace(controls, flagged=True)
+        return controls
 
     # Budget ------------------------------------------------------------------------------------
 
@@ -177,6 +208,8 @@ class GovernedChat:
                 query.messages, temperature=controls.temperature, tools=controls.tools,
                 cache_control=controls.cache_control,
             )  # fmt: skip
+            if controls.flagged:
+                skip = skip._replace(bypass=True, reason="flagged by validation")
             cache_state = f"bypass; {skip.reason}" if skip.bypass else "miss"
             if not skip.bypass:
                 scope = self.cache.scope(principal, principal.groups, query.tier, SYSTEM_TEMPLATE)
@@ -187,6 +220,10 @@ class GovernedChat:
                         hit.result, started
                     ), f"hit; {hit.path}; {hit.similarity:.3f}"
         question, chunks = await self.chat.retrieve(principal, query)
+        with span("chat.screen_sources"):
+            screened = await self.services.injection_screen.screen_documents(chunks)
+        chunks = screened.kept
+        flagged = frozenset(chunk.id for chunk in screened.flagged)
         tier = query.tier
         with span("chat.cost_router"):
             context_tokens = sum(count_tokens(chunk.text) for chunk in chunks)
@@ -195,7 +232,7 @@ class GovernedChat:
             if final is not None and final.tier != tier and not controls.tier_override:
                 # The reservation was made at `tier`; never step up past what was reserved.
                 tier = min((tier, final.tier), key=("economy", "standard", "premium").index)
-        result = await self.chat.complete(query, question, chunks, tier, deadline, started)
+        result = await self.chat.complete(query, question, chunks, tier, deadline, started, flagged)
         result.cost_usd = self._cost_of(result)
         await self._store(scope, controls, query, question, result)
         return result, cache_state
@@ -213,7 +250,8 @@ class GovernedChat:
             return
         skip = self.cache.bypass(
             query.messages, temperature=controls.temperature, tools=controls.tools,
-            cache_control=controls.cache_control, phase="store", flagged=bool(result.warnings),
+            cache_control=controls.cache_control, phase="store",
+            flagged=controls.flagged or bool(result.warnings),
             citations=len(result.citations),
         )  # fmt: skip
         if skip.bypass:

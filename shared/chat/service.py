@@ -20,6 +20,7 @@ from shared.llm.types import LlmRequest, LlmResponse, Usage
 from shared.resilience.retry import Deadline
 from shared.retrieval.condense import standalone_question
 from shared.retrieval.search import RetrievedChunk
+from shared.security.injection import spotlight
 from shared.security.principal import Principal
 from shared.telemetry import span
 
@@ -124,11 +125,12 @@ def uncited_sentences(answer: str) -> list[str]:
     ]
 
 
-def sources_of(chunks: list[RetrievedChunk]) -> list[Source]:
-    """The numbered sources the model sees (1-based, in retrieval order)."""
+def sources_of(chunks: list[RetrievedChunk], flagged: frozenset[str] = frozenset()) -> list[Source]:
+    """The numbered sources the model sees (1-based, in retrieval order); chunks flagged by the
+    injection screen carry a notice, inside their fence, that they are data, not instructions."""
     return [
         Source(number=index, document_name=chunk.document_name, pages=list(chunk.pages),
-               text=chunk.text)
+               text=spotlight(chunk.text) if chunk.id in flagged else chunk.text)
         for index, chunk in enumerate(chunks, start=1)
     ]  # fmt: skip
 
@@ -196,6 +198,7 @@ class ChatService:
         tier: str,
         deadline: Deadline,
         started: float,
+        flagged: frozenset[str] = frozenset(),
     ) -> ChatResult:
         """The model's grounded answer over retrieved chunks, at `tier`, with citations."""
         query = replace(query, tier=tier)
@@ -207,7 +210,7 @@ class ChatService:
             )  # fmt: skip
         history = [m for m in query.messages[:-1] if m["role"] in ("user", "assistant")]
         request = LlmRequest(
-            messages=build_messages(question, history, sources_of(chunks)),
+            messages=build_messages(question, history, sources_of(chunks, flagged)),
             max_tokens=query.max_tokens,
             temperature=query.temperature,
         )

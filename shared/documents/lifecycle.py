@@ -16,6 +16,7 @@ from shared.documents import index, records
 from shared.documents.names import InvalidName, sanitize_blob_name
 from shared.documents.records import Acl, DocumentRecord
 from shared.http import ProblemError
+from shared.retrieval.access import can_read
 from shared.security.principal import Principal
 from shared.services import Services
 
@@ -100,9 +101,16 @@ async def store_upload(
 async def readable_record(services: Services, principal: Principal, doc_id: str) -> DocumentRecord:
     """The caller's tenant's document, or a 404 problem."""
     record = await records.read_record(services.store, principal.tenant, doc_id)
-    if record is None or record.state == "deleted":
+    if record is None or record.state == "deleted" or not can_read(principal, record.acl):
+        # Not found, never forbidden: the caller may not learn that the document exists.
         raise ProblemError(404, f"no document {doc_id!r} in tenant {principal.tenant!r}")
     return record
+
+
+async def readable_records(services: Services, principal: Principal) -> list[DocumentRecord]:
+    """The tenant's documents the caller may read (document ACLs applied)."""
+    listed = await records.list_records(services.store, principal.tenant)
+    return [r for r in listed if r.state != "deleted" and can_read(principal, r.acl)]
 
 
 async def _delete_blob(services: Services, record: DocumentRecord) -> bool:

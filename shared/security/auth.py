@@ -1,21 +1,34 @@
 """Authentication of every route but health: who is calling, as a Principal.
 
 Routes are anonymous at the Functions host and authenticated here, in the app, because the
-callers we serve send bearer credentials (OpenAI clients send `Authorization: Bearer <key>`),
-which the host's own function keys cannot express. Until Entra ID tokens land, the credentials
-are API keys from `DOCGATE_API_KEYS`, each bound to one principal.
+callers we serve send bearer credentials (OpenAI clients send `Authorization: Bearer <token>`),
+which the host's own function keys cannot express. Accepted, in order:
+1. App Service authentication's `X-MS-CLIENT-PRINCIPAL`, only when EASYAUTH_ENABLED says the
+   platform feature is on (nothing strips a forged header otherwise);
+2. Entra ID bearer tokens (JWTs), validated by `shared/security/jwt.py` (locally: the dev issuer);
+3. API keys from `DOCGATE_API_KEYS`, each bound to one principal (service-to-service callers).
 """
 
 from __future__ import annotations
 
 import hmac
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import azure.functions as func
 
 from shared.config import Settings
 from shared.http import ProblemError
+from shared.security.easyauth import EasyAuthOptions, identity_from_headers
+from shared.security.jwt import (
+    ClaimMapping,
+    JwtOptions,
+    JwtValidator,
+    TokenError,
+    dev_issuer_options,
+    to_problem,
+)
 from shared.security.principal import Principal
 
 CHALLENGE = 'Bearer realm="docgate"'
@@ -39,9 +52,45 @@ def _principal(entry: dict[str, Any]) -> Principal:
     )
 
 
-def authenticate(req: func.HttpRequest, settings: Settings) -> Principal:
+@dataclass(frozen=True)
+class Authenticators:
+    """The token validator and EasyAuth options built from settings (None when not configured)."""
+
+    validator: JwtValidator | None = None
+    easyauth: EasyAuthOptions | None = None
+
+
+def build_authenticators(settings: Settings) -> Authenticators:
+    """Entra ID (or dev issuer) validation and EasyAuth, when AUTH_CLIENT_ID is set."""
+    if not settings.auth_client_id:
+        return Authenticators()
+    mapping = ClaimMapping(
+        settings.auth_tenants, settings.auth_app_role_map, settings.auth_scope_map
+    )
+    make = dev_issuer_options if settings.auth_dev_issuer else JwtOptions
+    options = make(
+        settings.auth_authority, settings.auth_client_id, mapping,
+        leeway_seconds=settings.auth_leeway_seconds,
+    )  # fmt: skip
+    easyauth = EasyAuthOptions(settings.easyauth_enabled, mapping)
+    return Authenticators(JwtValidator(options), easyauth)
+
+
+async def authenticate(
+    req: func.HttpRequest, settings: Settings, authenticators: Authenticators | None = None
+) -> Principal:
     """The caller, or a 401 problem with a `WWW-Authenticate` challenge."""
     presented = presented_credential(req)
+    authenticators = authenticators or Authenticators()
+    try:
+        if authenticators.easyauth is not None:
+            identity = identity_from_headers(req.headers, authenticators.easyauth)
+            if identity is not None:
+                return identity.principal
+        if presented and presented.count(".") == 2 and authenticators.validator is not None:
+            return (await authenticators.validator.validate(presented)).principal
+    except TokenError as error:
+        raise to_problem(error) from None
     if not presented:
         raise ProblemError(
             401, "credentials are required: Authorization: Bearer <key>",

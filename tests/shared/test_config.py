@@ -162,6 +162,7 @@ def test_secret_names_are_the_credentials() -> None:
         "AZURE_OPENAI_KEY",
         "LLM_API_KEY",
         "DOCGATE_API_KEYS",
+        "CONTENT_SAFETY_KEY",
     }
 
 
