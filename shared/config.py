@@ -619,8 +619,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "AUTH_TENANTS",
         "auth_tenants",
-        "Allowed Entra tenant ids (tid) and the docgate tenant each maps to: {\"<tid>\": "
-        "\"contoso\"} or a comma-separated list when they are the same.",
+        'Allowed Entra tenant ids (tid) and the docgate tenant each maps to: {"<tid>": '
+        '"contoso"} or a comma-separated list when they are the same.',
         default="",
         parse=_auth_tenants,
     ),
@@ -634,7 +634,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "AUTH_SCOPE_MAP",
         "auth_scope_map",
-        "JSON: delegated scopes (scp) -> docgate roles, e.g. {\"Chat.Use\": \"user\"}.",
+        'JSON: delegated scopes (scp) -> docgate roles, e.g. {"Chat.Use": "user"}.',
         default="{}",
         parse=_role_map,
     ),
