@@ -33,7 +33,8 @@ local.settings.json:
 run: deps local.settings.json ## Start the emulators and the local Functions host (devhost)
 	@echo "docgate on http://127.0.0.1:7071/api  (health: http://127.0.0.1:7071/api/health)"
 	@echo "upload a file:  $(PY) scripts/upload.py path/to/file.pdf --tenant contoso"
-	@echo "API key:        dev-local-key (DOCGATE_API_KEYS in local.settings.json); curl -H \"Authorization: Bearer dev-local-key\" http://127.0.0.1:7071/api/documents"
+	@echo "a token:        $(PY) -m devhost token --user alice --tenant default --role admin   (or the API key dev-local-key)"
+	@echo "then:           curl -H \"Authorization: Bearer <token>\" http://127.0.0.1:7071/api/documents"
 	$(EMULATORS) run -- $(PY) -m devhost
 
 test: deps ## Run the test suite with the emulators (PYTEST_ARGS=... to pass options)
