@@ -601,9 +601,11 @@ def run(settings: Settings) -> None:
         tempfile.TemporaryDirectory(prefix="bench-gateway-") as folder,
     ):
         name = f"bench-{uuid.uuid4().hex[:12]}"
+        # The path around the model without the governance chain (bench/governance.py adds it).
         environment = app_environment(
-            endpoints, name, LLM_REGIONS=doubles.setting(), LLM_API_KEY=doubles.key
-        )
+            endpoints, name, LLM_REGIONS=doubles.setting(), LLM_API_KEY=doubles.key,
+            CACHE_ENABLED="false", RATE_LIMITS_ENABLED="false",
+        )  # fmt: skip
         try:
             started = time.perf_counter()
             host_a = start_app(Path(folder) / "a", environment)

@@ -548,6 +548,13 @@ SETTINGS: tuple[Setting, ...] = (
         parse=_non_negative_number,
     ),
     Setting(
+        "RATE_LIMITS_ENABLED",
+        "rate_limits_enabled",
+        "Enforce RATE_LIMITS (false when a gateway in front, e.g. API Management, already does).",
+        default="true",
+        parse=_boolean,
+    ),
+    Setting(
         "RATE_LIMITS",
         "rate_limits",
         'JSON: requests and tokens per minute per role and per tenant, e.g. {"roles": {"user": '
@@ -788,6 +795,7 @@ class Settings:
     cache_max_entries: int
     cache_eviction: str
     cache_max_temperature: float
+    rate_limits_enabled: bool
     rate_limits: Any
     llm_prices: Any
     tier_override_roles: tuple[str, ...]

@@ -106,10 +106,9 @@ class GovernedChat:
         controls = await self._validate(principal, query, controls)
         chunk_tokens = min(self.settings.chunk_max_tokens, self.services.embedder_max_tokens)
         prompt_tokens = estimated_prompt_tokens(query, chunk_tokens)
-        with span("chat.rate_limit"):
-            admitted = await self.limiter.admit(principal, prompt_tokens + query.max_tokens)
-        headers = ratelimit.headers(admitted)
-        if not admitted.allowed:
+        admitted = await self._admit_rate(principal, prompt_tokens + query.max_tokens)
+        headers = ratelimit.headers(admitted) if admitted else {}
+        if admitted and not admitted.allowed:
             raise _rate_limit_problem(admitted)
         reservation: Reservation | None = None
         try:
@@ -126,6 +125,13 @@ class GovernedChat:
         headers["x-docgate-cache"] = cache_state
         await self._settle(principal, result, admitted, reservation)
         return Governed(result, headers)
+
+    async def _admit_rate(self, principal: Principal, tokens: int) -> ratelimit.Decision | None:
+        """The rate limiter's decision; None when RATE_LIMITS_ENABLED is false."""
+        if not self.settings.rate_limits_enabled:
+            return None
+        with span("chat.rate_limit"):
+            return await self.limiter.admit(principal, tokens)
 
     # Validation --------------------------------------------------------------------------------
 
@@ -282,7 +288,7 @@ class GovernedChat:
         self,
         principal: Principal,
         result: ChatResult,
-        admitted: ratelimit.Decision,
+        admitted: ratelimit.Decision | None,
         reservation: Reservation | None,
     ) -> None:
         """Ledger first (the budget audit relies on that order), then budget and tokens."""
@@ -299,17 +305,17 @@ class GovernedChat:
             )  # fmt: skip
             if reservation is not None:
                 await self.gate.settle(reservation, result.cost_usd)
-            if admitted.reservation is not None:
+            if admitted is not None and admitted.reservation is not None:
                 await self.limiter.settle(admitted.reservation, result.usage.total_tokens)
 
     async def _give_back(
-        self, admitted: ratelimit.Decision, reservation: Reservation | None
+        self, admitted: ratelimit.Decision | None, reservation: Reservation | None
     ) -> None:
         """A request that failed before a model answered returns what it took."""
         try:
             if reservation is not None:
                 await self.gate.release(reservation)
-            if admitted.reservation is not None:
+            if admitted is not None and admitted.reservation is not None:
                 await self.limiter.settle(admitted.reservation, 0)
         except Exception:  # the original failure matters more; the audit repairs drift
             log.warning("Could not give back a failed request's reservations", exc_info=True)
