@@ -20,7 +20,13 @@ FUNCTION_KEY = "test-default-key"
 API_KEYS = {tenant: f"key-{tenant}" for tenant in ("contoso", "fabrikam", "default")}
 API_KEYS_SETTING = json.dumps(
     [
-        {"key": key, "user": f"user-{tenant}", "tenant": tenant, "groups": [], "roles": ["admin"]}
+        {
+            "key": key,
+            "user": f"user-{tenant}",
+            "tenant": tenant,
+            "groups": ["finance"],
+            "roles": ["admin"],
+        }
         for tenant, key in API_KEYS.items()
     ]
 )
