@@ -7,10 +7,11 @@ import os
 import re
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -98,3 +99,14 @@ def unique_name(request: pytest.FixtureRequest) -> str:
     # Blob container names: 3-63 chars, lowercase letters, digits and single hyphens.
     slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
     return f"t-{slug}-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+async def cosmos_client(emulators: EmulatorEndpoints) -> AsyncIterator[Any]:
+    """An async SDK client on the Cosmos emulator, closed after the test."""
+    from shared.cosmos import create_cosmos_client
+
+    async with create_cosmos_client(
+        emulators.cosmos_endpoint, emulators.cosmos_key, None
+    ) as client:
+        yield client

@@ -19,11 +19,10 @@ from shared.cosmos import (
     CosmosStore,
     PreconditionFailed,
     UnscopedQueryError,
-    create_cosmos_client,
 )
 
 if TYPE_CHECKING:
-    from tests.conftest import EmulatorEndpoints
+    pass
 
 pytestmark = pytest.mark.emulators
 
@@ -39,15 +38,6 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture
-async def cosmos_client(emulators: EmulatorEndpoints) -> AsyncIterator[CosmosClient]:
-    """An SDK client on the emulator, closed after the test."""
-    async with create_cosmos_client(
-        emulators.cosmos_endpoint, emulators.cosmos_key, None
-    ) as client:
-        yield client
 
 
 @pytest.fixture

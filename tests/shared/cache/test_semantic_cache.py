@@ -11,13 +11,13 @@ from azure.cosmos.aio import CosmosClient
 
 from shared.cache import CacheOptions, CacheScope, SemanticCache
 from shared.chat.service import ChatResult, Citation
-from shared.cosmos import EMULATOR, CosmosStore, create_cosmos_client
+from shared.cosmos import EMULATOR, CosmosStore
 from shared.embeddings.local import LocalEmbedder
 from shared.llm.types import Usage
 from shared.security.principal import Principal
 
 if TYPE_CHECKING:
-    from tests.conftest import EmulatorEndpoints
+    pass
 
 pytestmark = pytest.mark.emulators
 
@@ -45,15 +45,6 @@ def answer(text: str, *documents: str) -> ChatResult:
         for number, document in enumerate(documents, start=1)
     ]
     return ChatResult(text, citations, "gpt-test", "standard", "eu", Usage(10, 5), "trace-1")
-
-
-@pytest.fixture
-async def cosmos_client(emulators: EmulatorEndpoints) -> AsyncIterator[CosmosClient]:
-    """An SDK client on the emulator, closed after the test."""
-    async with create_cosmos_client(
-        emulators.cosmos_endpoint, emulators.cosmos_key, None
-    ) as client:
-        yield client
 
 
 @pytest.fixture

@@ -288,15 +288,6 @@ async def test_fresh_success_closes_a_breaker_opened_elsewhere() -> None:
 
 
 @pytest.fixture
-async def cosmos_client(emulators: EmulatorEndpoints) -> AsyncIterator[CosmosClient]:
-    """An SDK client on the emulator."""
-    async with create_cosmos_client(
-        emulators.cosmos_endpoint, emulators.cosmos_key, None
-    ) as client:
-        yield client
-
-
-@pytest.fixture
 async def cosmos_store(cosmos_client: CosmosClient, unique_name: str) -> AsyncIterator[CosmosStore]:
     """A database of its own with the breakers container."""
     store = CosmosStore(cosmos_client, unique_name, capabilities=EMULATOR)

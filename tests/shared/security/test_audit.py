@@ -12,7 +12,7 @@ from azure.cosmos.aio import CosmosClient
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
-from shared.cosmos import EMULATOR, CosmosStore, create_cosmos_client
+from shared.cosmos import EMULATOR, CosmosStore
 from shared.security.audit import (
     AUDIT_CONTAINER,
     UNKNOWN_TENANT,
@@ -22,7 +22,7 @@ from shared.security.audit import (
 )
 
 if TYPE_CHECKING:
-    from tests.conftest import EmulatorEndpoints
+    pass
 
 pytestmark = pytest.mark.emulators
 
@@ -38,15 +38,6 @@ class SteppingClock:
     def __call__(self) -> dt.datetime:
         self.now += dt.timedelta(minutes=1)
         return self.now
-
-
-@pytest.fixture
-async def cosmos_client(emulators: EmulatorEndpoints) -> AsyncIterator[CosmosClient]:
-    """An SDK client on the emulator, closed after the test."""
-    async with create_cosmos_client(
-        emulators.cosmos_endpoint, emulators.cosmos_key, None
-    ) as client:
-        yield client
 
 
 @pytest.fixture
