@@ -188,7 +188,7 @@ class Services:
             eviction=settings.cache_eviction,
             max_temperature=settings.cache_max_temperature,
         )
-        return SemanticCache(options, self.store, self.embedder)
+        return SemanticCache(options, self.store, self.query_embedder)
 
     @cached_property
     def router_options(self) -> Any:
@@ -293,6 +293,13 @@ class Services:
         router = self.region_router
         model_call = _Routed(router) if router is not None else _Offline()
         return ChatService(build_retriever(self), model_call)
+
+    @cached_property
+    def query_embedder(self) -> Embedder:
+        """The embedder for questions: the cache and retrieval share each question's vector."""
+        from shared.embeddings.memo import MemoEmbedder
+
+        return MemoEmbedder(self.embedder)
 
     @cached_property
     def embedder(self) -> Embedder:

@@ -466,7 +466,7 @@ def build_retriever(services: Services) -> Retriever:
         index = CosmosVectorIndex(services.store)
     else:
         index = InMemoryIndex(services.store)
-    return Retriever(index, services.embedder, settings.retrieval_top_k)
+    return Retriever(index, services.query_embedder, settings.retrieval_top_k)
 
 
 __all__ = [
