@@ -191,7 +191,7 @@ def test_build_retriever_picks_the_mode() -> None:
     def services(mode: str, capabilities: Any) -> Any:
         settings = SimpleNamespace(retrieval_mode=mode, retrieval_top_k=4)
         store = SimpleNamespace(capabilities=capabilities)
-        return SimpleNamespace(settings=settings, store=store, embedder=FakeEmbedder())
+        return SimpleNamespace(settings=settings, store=store, query_embedder=FakeEmbedder())
 
     assert isinstance(build_retriever(services("memory", EMULATOR)).index, InMemoryIndex)
     assert isinstance(build_retriever(services("cosmos", AZURE)).index, CosmosVectorIndex)
