@@ -239,7 +239,7 @@ class GovernedChat:
                 # The reservation was made at `tier`; never step up past what was reserved.
                 tier = min((tier, final.tier), key=("economy", "standard", "premium").index)
         result = await self.chat.complete(query, question, chunks, tier, deadline, started, flagged)
-        result.cost_usd = self._cost_of(result)
+        result.cost_usd = self._cost_of(result, final)
         await self._store(scope, controls, query, question, result)
         return result, cache_state
 
@@ -276,11 +276,15 @@ class GovernedChat:
                 return False
         return True
 
-    def _cost_of(self, result: ChatResult) -> float:
+    def _cost_of(self, result: ChatResult, decision: cost.Decision | None) -> float:
+        """The actual cost from `usage`, logged beside the router's estimate. Models without a
+        price (the offline answerer) cost nothing."""
         options = self.router_options
         if options is None or result.model not in options.prices.models:
             return 0.0
-        return options.prices.actual_cost(result.model, result.usage)
+        if decision is None:
+            return options.prices.actual_cost(result.model, result.usage)
+        return cost.log_outcome(decision, result.model, result.usage, options.prices)
 
     # Settle ----------------------------------------------------------------------------------
 
