@@ -87,12 +87,6 @@ def _container_name(value: str) -> str:
     return value
 
 
-def _trigger_source(value: str) -> str:
-    if value not in ("EventGrid", "LogsAndContainerScan"):
-        raise ValueError("must be EventGrid or LogsAndContainerScan")
-    return value
-
-
 def _regions(value: str) -> tuple[Any, ...]:
     from shared.routing.config import parse_regions
 
@@ -150,10 +144,7 @@ def _role_map(value: str) -> Any:
 
 
 def _log_level(value: str) -> str:
-    level = value.upper()
-    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
-    return level
+    return _choice("DEBUG", "INFO", "WARNING", "ERROR")(value.upper())
 
 
 @dataclass(frozen=True)
@@ -196,7 +187,7 @@ SETTINGS: tuple[Setting, ...] = (
         "How the blob trigger learns of uploads: EventGrid (Azure, required on Flex Consumption) "
         "or LogsAndContainerScan (polling: `func start` against Azurite). devhost always polls.",
         default="EventGrid",
-        parse=_trigger_source,
+        parse=_choice("EventGrid", "LogsAndContainerScan"),
     ),
     Setting(
         "COSMOS_ENDPOINT",

@@ -14,7 +14,7 @@ from typing import Any
 import azure.functions as func
 from opentelemetry import trace
 
-from shared.telemetry import tracer
+from shared.telemetry import current_trace_id, tracer
 
 log = logging.getLogger(__name__)
 Handler = Callable[..., Awaitable[func.HttpResponse]]
@@ -68,11 +68,6 @@ def problem_response(problem: ProblemError, instance: str | None = None) -> func
     )
 
 
-def _trace_id() -> str:
-    context = trace.get_current_span().get_span_context()
-    return format(context.trace_id, "032x") if context.is_valid else ""
-
-
 def endpoint(
     route: str,
     authenticator: Callable[[func.HttpRequest], Any] | None = None,
@@ -112,7 +107,7 @@ def endpoint(
                         ProblemError(
                             500,
                             "docgate failed to serve this request; it has been logged.",
-                            traceId=_trace_id(),
+                            traceId=current_trace_id(),
                         ),
                         route,
                     )

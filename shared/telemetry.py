@@ -77,6 +77,12 @@ def _install_otlp(endpoint: str, attributes: dict[str, Any]) -> None:
     metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=[reader]))
 
 
+def current_trace_id() -> str:
+    """The 32-hex id of the current trace, or "" outside one."""
+    context = trace.get_current_span().get_span_context()
+    return trace.format_trace_id(context.trace_id) if context.is_valid else ""
+
+
 def tracer() -> trace.Tracer:
     """docgate's tracer (a no-op until a provider is installed)."""
     return trace.get_tracer(TRACER_NAME)

@@ -26,7 +26,7 @@ from shared.resilience.retry import Deadline
 from shared.retrieval.condense import standalone_question
 from shared.routing import cost
 from shared.security.principal import Principal
-from shared.telemetry import span
+from shared.telemetry import current_trace_id, span
 from shared.tokens import count_tokens
 
 log = logging.getLogger(__name__)
@@ -246,7 +246,7 @@ class GovernedChat:
     def _cached(self, result: ChatResult, started: float) -> ChatResult:
         return replace(
             result, cached=True, usage=Usage(), cost_usd=0.0, llm_seconds=0.0,
-            total_seconds=time.perf_counter() - started, trace_id=_trace_id(),
+            total_seconds=time.perf_counter() - started, trace_id=current_trace_id(),
         )  # fmt: skip
 
     async def _store(
@@ -323,10 +323,3 @@ class GovernedChat:
                 await self.limiter.settle(admitted.reservation, 0)
         except Exception:  # the original failure matters more; the audit repairs drift
             log.warning("Could not give back a failed request's reservations", exc_info=True)
-
-
-def _trace_id() -> str:
-    from opentelemetry import trace
-
-    context = trace.get_current_span().get_span_context()
-    return format(context.trace_id, "032x") if context.is_valid else ""

@@ -7,8 +7,6 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from opentelemetry import trace
-
 from shared.llm.prompts import (
     NOT_FOUND_ANSWER,
     Source,
@@ -22,7 +20,7 @@ from shared.retrieval.condense import standalone_question
 from shared.retrieval.search import RetrievedChunk
 from shared.security.injection import spotlight
 from shared.security.principal import Principal
-from shared.telemetry import span
+from shared.telemetry import current_trace_id, span
 
 NOTHING_FOUND = NOT_FOUND_ANSWER
 NO_SOURCES_MODEL = "none"
@@ -156,11 +154,6 @@ def cite(answer: str, chunks: list[RetrievedChunk]) -> tuple[str, list[Citation]
     return answer, citations
 
 
-def _trace_id() -> str:
-    context = trace.get_current_span().get_span_context()
-    return format(context.trace_id, "032x") if context.is_valid else ""
-
-
 class ChatService:
     """The chat path: condense -> retrieve -> ground -> model -> cite.
 
@@ -205,7 +198,7 @@ class ChatService:
         if not chunks:
             return ChatResult(
                 answer=NOTHING_FOUND, citations=[], model=NO_SOURCES_MODEL, tier=query.tier,
-                region=NO_SOURCES_MODEL, usage=Usage(), trace_id=_trace_id(),
+                region=NO_SOURCES_MODEL, usage=Usage(), trace_id=current_trace_id(),
                 total_seconds=time.perf_counter() - started,
             )  # fmt: skip
         history = [m for m in query.messages[:-1] if m["role"] in ("user", "assistant")]
@@ -243,7 +236,7 @@ class ChatService:
             tier=query.tier,
             region=region,
             usage=response.usage,
-            trace_id=_trace_id(),
+            trace_id=current_trace_id(),
             llm_seconds=llm_seconds,
             total_seconds=time.perf_counter() - started,
             warnings=warnings,

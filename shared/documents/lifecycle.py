@@ -15,6 +15,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from shared.documents import index, records
 from shared.documents.names import InvalidName, sanitize_blob_name
 from shared.documents.records import Acl, DocumentRecord
+from shared.documents.work import delete_prefix
 from shared.http import ProblemError
 from shared.retrieval.access import can_read
 from shared.security.principal import Principal
@@ -123,14 +124,9 @@ async def _delete_blob(services: Services, record: DocumentRecord) -> bool:
 
 
 async def _clear_work(services: Services, doc_id: str) -> int:
+    """Every version's intermediate blobs of the document."""
     container = services.blobs.get_container_client(services.settings.work_container)
-    names = [item.name async for item in container.list_blobs(name_starts_with=f"{doc_id}/")]
-    for name in names:
-        try:
-            await container.delete_blob(name)
-        except ResourceNotFoundError:
-            continue
-    return len(names)
+    return await delete_prefix(container, f"{doc_id}/")
 
 
 async def delete_document(

@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
-from azure.storage.blob.aio import BlobServiceClient
+from azure.storage.blob.aio import BlobServiceClient, ContainerClient
 
 
 class WorkArea:
@@ -48,12 +48,15 @@ class WorkArea:
 
     async def clear(self) -> int:
         """Deletes this version's intermediate blobs; returns how many."""
-        names = [
-            item.name async for item in self._container.list_blobs(name_starts_with=self.prefix)
-        ]
-        for name in names:
-            try:
-                await self._container.delete_blob(name)
-            except ResourceNotFoundError:
-                continue  # a concurrent clean-up got there first
-        return len(names)
+        return await delete_prefix(self._container, self.prefix)
+
+
+async def delete_prefix(container: ContainerClient, prefix: str) -> int:
+    """Deletes every blob whose name starts with `prefix`; returns how many were listed."""
+    names = [item.name async for item in container.list_blobs(name_starts_with=prefix)]
+    for name in names:
+        try:
+            await container.delete_blob(name)
+        except ResourceNotFoundError:
+            continue  # a concurrent clean-up got there first
+    return len(names)

@@ -22,8 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from opentelemetry import trace
-
+from shared import telemetry
 from shared.cosmos import AlreadyExists, ContainerSpec, CosmosStore
 from shared.telemetry import meter
 
@@ -64,8 +63,7 @@ def format_time(moment: dt.datetime) -> str:
 
 def current_trace_id() -> str | None:
     """The 32-hex trace id of the current span, or None outside a recorded trace."""
-    context = trace.get_current_span().get_span_context()
-    return trace.format_trace_id(context.trace_id) if context.is_valid else None
+    return telemetry.current_trace_id() or None
 
 
 def clip(text: str, limit: int = MAX_FIELD_CHARS) -> str:

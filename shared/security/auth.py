@@ -12,7 +12,6 @@ which the host's own function keys cannot express. Accepted, in order:
 from __future__ import annotations
 
 import hmac
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,6 +102,3 @@ async def authenticate(
         401, "the credentials are not valid",
         headers={"WWW-Authenticate": f'{CHALLENGE}, error="invalid_token"'},
     )  # fmt: skip
-
-
-Handler = Callable[..., Awaitable[func.HttpResponse]]

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 import pytest
-from azure.cosmos.aio import CosmosClient
 
 from shared.cosmos import EMULATOR, CosmosStore, create_cosmos_client
 from shared.resilience.breaker import (
@@ -287,13 +285,7 @@ async def test_fresh_success_closes_a_breaker_opened_elsewhere() -> None:
 # Cosmos -----------------------------------------------------------------------------------
 
 
-@pytest.fixture
-async def cosmos_store(cosmos_client: CosmosClient, unique_name: str) -> AsyncIterator[CosmosStore]:
-    """A database of its own with the breakers container."""
-    store = CosmosStore(cosmos_client, unique_name, capabilities=EMULATOR)
-    await store.ensure_containers([BREAKERS_CONTAINER])
-    yield store
-    await cosmos_client.delete_database(unique_name)
+COSMOS_CONTAINERS = (BREAKERS_CONTAINER,)  # what the `cosmos_store` fixture creates
 
 
 @pytest.mark.emulators

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import pytest
@@ -66,18 +66,7 @@ def run_in_child(target: Callable[..., None], *args: str) -> int:
     return process.exitcode
 
 
-@pytest.fixture
-async def cosmos_store(
-    emulators: EmulatorEndpoints, unique_name: str
-) -> AsyncIterator[CosmosStore]:
-    """A database of its own with the breakers container, deleted afterwards."""
-    async with create_cosmos_client(
-        emulators.cosmos_endpoint, emulators.cosmos_key, None
-    ) as client:
-        store = CosmosStore(client, unique_name, capabilities=EMULATOR)
-        await store.ensure_containers([BREAKERS_CONTAINER])
-        yield store
-        await client.delete_database(unique_name)
+COSMOS_CONTAINERS = (BREAKERS_CONTAINER,)  # what the `cosmos_store` fixture creates
 
 
 async def test_breaker_opened_in_one_process_is_open_in_others(

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 import pytest
 from azure.core.exceptions import ServiceRequestError
 
-from shared.cosmos import EMULATOR, CosmosStore, create_cosmos_client
+from shared.cosmos import CosmosStore
 from shared.resilience.ratelimit import (
     DEFAULT_RATE_LIMITS_JSON,
     Decision,
@@ -42,7 +41,7 @@ from shared.resilience.ratelimit_store import (
 from shared.security.principal import Principal
 
 if TYPE_CHECKING:
-    from tests.conftest import EmulatorEndpoints
+    pass
 
 T0 = 1_700_000_000.0
 LIMIT = Limit(rpm=60, tpm=6_000)  # 1 request and 100 tokens per second
@@ -402,18 +401,7 @@ def test_headers_of_an_admission_and_a_refusal() -> None:
 # Cosmos (the emulator) ----------------------------------------------------------------------
 
 
-@pytest.fixture
-async def cosmos_store(
-    emulators: EmulatorEndpoints, unique_name: str
-) -> AsyncIterator[CosmosStore]:
-    """A database of its own with the rate_limits container, deleted afterwards."""
-    async with create_cosmos_client(
-        emulators.cosmos_endpoint, emulators.cosmos_key, None
-    ) as client:
-        store = CosmosStore(client, unique_name, capabilities=EMULATOR)
-        await store.ensure_containers([RATE_LIMITS_CONTAINER])
-        yield store
-        await client.delete_database(unique_name)
+COSMOS_CONTAINERS = (RATE_LIMITS_CONTAINER,)  # what the `cosmos_store` fixture creates
 
 
 @pytest.mark.emulators

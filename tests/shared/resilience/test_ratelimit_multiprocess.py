@@ -11,7 +11,6 @@ import asyncio
 import json
 import multiprocessing
 import time
-from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
 from multiprocessing.synchronize import Barrier
 from typing import TYPE_CHECKING, Any
@@ -117,18 +116,7 @@ def limits_json(user: dict[str, int], tenant: dict[str, int]) -> str:
     return json.dumps({"roles": {"user": user}, "tenant": tenant, "max_attempts": 20})
 
 
-@pytest.fixture
-async def cosmos_store(
-    emulators: EmulatorEndpoints, unique_name: str
-) -> AsyncIterator[CosmosStore]:
-    """A database of its own with the rate_limits container, deleted afterwards."""
-    async with create_cosmos_client(
-        emulators.cosmos_endpoint, emulators.cosmos_key, None
-    ) as client:
-        store = CosmosStore(client, unique_name, capabilities=EMULATOR)
-        await store.ensure_containers([RATE_LIMITS_CONTAINER])
-        yield store
-        await client.delete_database(unique_name)
+COSMOS_CONTAINERS = (RATE_LIMITS_CONTAINER,)  # what the `cosmos_store` fixture creates
 
 
 def jobs_for(
