@@ -19,9 +19,6 @@ the other 4xx (bad input, wrong key or deployment) raise `EmbeddingRequestError`
 from __future__ import annotations
 
 import asyncio
-import email.utils
-import math
-import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Self
 
@@ -31,6 +28,7 @@ from azure.identity.aio import get_bearer_token_provider
 
 from shared.documents.engines.base import TransientEngineError
 from shared.embeddings import EmbeddingRequestError
+from shared.resilience.retry import cap, parse_retry_after
 
 if TYPE_CHECKING:
     from shared.config import Settings
@@ -193,40 +191,5 @@ def _translate(error: openai.APIError) -> Exception:
 
 def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
     """The wait the service asks for (retry-after-ms, then Retry-After), capped; None if absent."""
-    seconds = _header_seconds(headers)
-    if seconds is None:
-        return None
-    if not math.isfinite(seconds):  # "inf" parses as a float; NaN would slip through min/max
-        return MAX_RETRY_AFTER_SECONDS
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
-
-
-def _header_seconds(headers: Mapping[str, str]) -> float | None:
-    """Retry-after-ms or Retry-After (seconds or an HTTP date) in seconds."""
-    milliseconds = _number(headers.get("retry-after-ms"))
-    if milliseconds is not None:
-        return milliseconds / 1000
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    seconds = _number(value)
-    return seconds if seconds is not None else _seconds_until(value)
-
-
-def _number(value: str | None) -> float | None:
-    """`value` as a float, or None when absent or not a number."""
-    if value is None:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        return None
-
-
-def _seconds_until(http_date: str) -> float | None:
-    """Seconds from now until an HTTP date, or None when it is not one."""
-    try:
-        moment = email.utils.parsedate_to_datetime(http_date)
-    except (TypeError, ValueError):
-        return None
-    return moment.timestamp() - time.time()
+    seconds = parse_retry_after(headers)
+    return None if seconds is None else cap(seconds, MAX_RETRY_AFTER_SECONDS)

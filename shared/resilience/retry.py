@@ -68,8 +68,8 @@ def _lowered(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> dict[str
 
 
 def _finite_non_negative(value: float) -> float | None:
-    """`value` clamped at zero, or None when it is not a finite number."""
-    return max(0.0, value) if math.isfinite(value) else None
+    """`value` clamped at zero; None for NaN. An infinite wait stays infinite: `cap` bounds it."""
+    return None if math.isnan(value) else max(0.0, value)
 
 
 def _milliseconds(text: str) -> float | None:

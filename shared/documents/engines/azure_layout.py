@@ -9,11 +9,9 @@ Image Analysis describer (same azure-core pipeline, same error body).
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import io
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
@@ -56,6 +54,7 @@ from shared.documents.layout import (
     Table,
     TableCell,
 )
+from shared.resilience.retry import parse_retry_after
 
 ENGINE_NAME = "document-intelligence"
 MODEL_ID = "prebuilt-layout"
@@ -140,31 +139,8 @@ def service_error_detail(error: HttpResponseError) -> tuple[str | None, str]:
 
 
 def retry_after_seconds(error: HttpResponseError) -> float | None:
-    """Retry-After (seconds or an HTTP date) or retry-after-ms of the error's response."""
-    headers = error.response.headers if error.response is not None else {}
-    for name, scale in (
-        ("Retry-After", 1.0),
-        ("retry-after-ms", 0.001),
-        ("x-ms-retry-after-ms", 0.001),
-    ):
-        value = headers.get(name)
-        if value:
-            return _parse_delay(value, scale)
-    return None
-
-
-def _parse_delay(value: str, scale: float) -> float | None:
-    try:
-        return max(0.0, float(value) * scale)
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:  # HTTP dates are GMT; a zone-less one is taken as such
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+    """Retry-after-ms or Retry-After (seconds or an HTTP date) of the error's response."""
+    return parse_retry_after(error.response.headers) if error.response is not None else None
 
 
 def check_endpoint(endpoint: str, credential: Credential) -> None:
