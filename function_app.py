@@ -55,7 +55,7 @@ from shared.telemetry import configure_telemetry
 
 # Fail at start-up, naming each missing or invalid setting, rather than on the first request.
 settings = get_settings()
-logging.getLogger("shared").setLevel(settings.log_level)
+logging.getLogger("shared").setLevel(settings.telemetry.log_level)
 configure_telemetry(settings)
 provision(settings)
 
@@ -108,7 +108,7 @@ async def health(req: func.HttpRequest) -> func.HttpResponse:
     """Each dependency's status and latency; 200 when every required one is up, else 503."""
     services = await get_services()
     healthy, report = await check_dependencies(
-        dependency_probes(services), services.settings.health_timeout_seconds
+        dependency_probes(services), services.settings.health.timeout_seconds
     )
     return json_response(report, 200 if healthy else 503)
 
@@ -121,7 +121,7 @@ async def health(req: func.HttpRequest) -> func.HttpResponse:
 async def upload_document(req: func.HttpRequest, principal: Principal) -> func.HttpResponse:
     """Stores a document in the uploads container; its blob trigger starts ingestion."""
     services = await get_services()
-    upload = lifecycle.parse_upload(req, services.settings.max_upload_bytes)
+    upload = lifecycle.parse_upload(req, services.settings.ingestion.max_upload_bytes)
     record = await lifecycle.store_upload(services, principal, upload)
     await services.audit_log.record(
         "upload", actor=principal.user_id, tenant=principal.tenant, outcome="success",
@@ -235,7 +235,7 @@ async def regions(req: func.HttpRequest, principal: Principal) -> func.HttpRespo
     return json_response({"regions": router.region_states() if router else []})
 
 
-@app.timer_trigger(arg_name="timer", schedule=settings.region_health_schedule)
+@app.timer_trigger(arg_name="timer", schedule=settings.llm.health_schedule)
 async def check_regions(timer: func.TimerRequest) -> None:
     """Probes each region with a cheap call; closes or opens breakers."""
     router = (await get_services()).region_router
@@ -300,7 +300,7 @@ async def audit_log(req: func.HttpRequest, principal: Principal) -> func.HttpRes
     return json_response({"records": [record.to_json() for record in records]})
 
 
-@app.timer_trigger(arg_name="timer", schedule=settings.budget_audit_schedule)
+@app.timer_trigger(arg_name="timer", schedule=settings.budgets.audit_schedule)
 async def audit_budgets(timer: func.TimerRequest) -> None:
     """Recomputes budget totals from the ledger, repairs drift, warns at 80% and 100%."""
     report = await (await get_services()).budget_auditor.audit()
@@ -314,9 +314,9 @@ async def audit_budgets(timer: func.TimerRequest) -> None:
 
 @app.blob_trigger(
     arg_name="blob",
-    path=f"{settings.uploads_container}/{{name}}",
+    path=f"{settings.storage.uploads_container}/{{name}}",
     connection="AzureWebJobsStorage",
-    source=func.BlobSource(settings.uploads_trigger_source),
+    source=func.BlobSource(settings.storage.uploads_trigger_source),
 )
 @app.durable_client_input(client_name="client")
 async def on_upload(blob: func.InputStream, client: df.DurableOrchestrationClient) -> None:
@@ -324,7 +324,9 @@ async def on_upload(blob: func.InputStream, client: df.DurableOrchestrationClien
     await start_ingestion(client, Upload.from_blob(blob))
 
 
-@app.timer_trigger(arg_name="timer", schedule=settings.reconcile_schedule, run_on_startup=False)
+@app.timer_trigger(
+    arg_name="timer", schedule=settings.ingestion.reconcile_schedule, run_on_startup=False
+)
 async def reconcile_documents(timer: func.TimerRequest) -> None:
     """Documents whose blob was deleted outside the API lose their chunks."""
     summary = await lifecycle.reconcile(await get_services())

@@ -23,7 +23,7 @@ def failed(code: str, reason: str) -> dict[str, Any]:
 def work_area(services: Services, job: dict[str, Any]) -> WorkArea:
     """The intermediate blobs of the job's document version."""
     return WorkArea(
-        services.blobs, services.settings.work_container, job["document_id"], job["sha256"]
+        services.blobs, services.settings.storage.work_container, job["document_id"], job["sha256"]
     )
 
 

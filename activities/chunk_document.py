@@ -37,9 +37,10 @@ async def chunk_document(job: dict[str, Any], services: Services) -> dict[str, A
     await _attach_descriptions(services, layout)
     settings = services.settings
     # A chunk longer than the embedding model reads would be embedded truncated.
-    max_tokens = min(settings.chunk_max_tokens, services.embedder_max_tokens)
+    max_tokens = min(settings.ingestion.chunk_max_tokens, services.embedder_max_tokens)
     options = ChunkingOptions(
-        max_tokens=max_tokens, overlap_tokens=min(settings.chunk_overlap_tokens, max_tokens // 4)
+        max_tokens=max_tokens,
+        overlap_tokens=min(settings.ingestion.chunk_overlap_tokens, max_tokens // 4),
     )
     chunks = chunk_layout(layout, options)
     if not chunks:
@@ -47,5 +48,5 @@ async def chunk_document(job: dict[str, Any], services: Services) -> dict[str, A
     await work.put_json(CHUNKS, [asdict(chunk) for chunk in chunks])
     return {
         "chunks": len(chunks),
-        "batches": embedding_batches(len(chunks), settings.embedding_batch_size),
+        "batches": embedding_batches(len(chunks), settings.embedding.batch_size),
     }

@@ -43,7 +43,7 @@ def plan_engines(
     services: Services, source: SourceDocument, pages: PageRange
 ) -> list[tuple[LayoutEngine, PageRange | None]]:
     """Which engine reads which pages of this range."""
-    mode = services.settings.extraction_mode
+    mode = services.settings.extraction.mode
     cloud = services.azure_engine
     local = services.local_engine
     whole = pages if source.media_type == PDF else None
@@ -64,7 +64,7 @@ async def _store_figures(
 ) -> None:
     """Stores each figure's PNG by hash; marks tiny (decorative) ones skipped."""
     work = work_area(services, job)
-    minimum = services.settings.figure_min_pixels
+    minimum = services.settings.ingestion.figure_min_pixels
     for figure in extracted.layout.figures:
         png = extracted.figure_images.get(figure.id)
         if png is None:

@@ -19,7 +19,7 @@ async def _drafts(services: Services, job: dict[str, Any]) -> tuple[list[index.C
     chunks = await work.get_json(CHUNKS)
     drafts: list[index.ChunkDraft] = []
     model = ""
-    batch_size = services.settings.embedding_batch_size
+    batch_size = services.settings.embedding.batch_size
     for start in range(0, len(chunks), batch_size):
         stored = await work.get_json(embeddings_leaf(start))
         model = stored["model"]

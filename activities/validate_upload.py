@@ -6,12 +6,12 @@ from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
-from shared.documents.validation import DocumentRejected, ValidationLimits, validate
 
 from activities._common import failed, tag_blob
 from shared.documents import records
 from shared.documents.index import remove_document_index
 from shared.documents.records import Acl, DocumentRecord
+from shared.documents.validation import DocumentRejected, ValidationLimits, validate
 from shared.services import Services
 
 PAGED_TYPES = frozenset({"application/pdf"})  # read in page ranges; others in one go
@@ -21,10 +21,10 @@ def limits_of(services: Services) -> ValidationLimits:
     """The validation limits from settings."""
     settings = services.settings
     return ValidationLimits(
-        max_bytes=settings.max_upload_bytes,
-        max_pages=settings.max_pages,
-        max_expanded_bytes=settings.max_expanded_bytes,
-        max_compression_ratio=settings.max_compression_ratio,
+        max_bytes=settings.ingestion.max_upload_bytes,
+        max_pages=settings.ingestion.max_pages,
+        max_expanded_bytes=settings.ingestion.max_expanded_bytes,
+        max_compression_ratio=settings.ingestion.max_compression_ratio,
     )
 
 
@@ -39,7 +39,7 @@ async def _download(services: Services, upload: dict[str, Any]) -> bytes | str |
     condition = {"etag": upload["etag"], "match_condition": MatchConditions.IfNotModified}
     try:
         properties = await blob.get_blob_properties(**condition)
-        if properties.size > services.settings.max_upload_bytes:
+        if properties.size > services.settings.ingestion.max_upload_bytes:
             return _Oversized(properties.size)
         downloader = await blob.download_blob(**condition)
         return await downloader.readall()
@@ -97,7 +97,7 @@ async def validate_upload(upload: dict[str, Any], services: Services) -> dict[st
     if acl_error:
         return await _reject(services, record, upload, "invalid_acl", acl_error)
     if isinstance(content, _Oversized):
-        limit = services.settings.max_upload_bytes
+        limit = services.settings.ingestion.max_upload_bytes
         reason = f"the file is {int(content):,} bytes; the limit is {limit:,} (MAX_UPLOAD_BYTES)"
         return await _reject(services, record, upload, "too_large", reason)
     try:
@@ -127,7 +127,7 @@ async def validate_upload(upload: dict[str, Any], services: Services) -> dict[st
         "sha256": checked.sha256,
         "media_type": checked.media_type,
         "page_count": checked.page_count,
-        "pages_per_batch": services.settings.pages_per_batch
+        "pages_per_batch": services.settings.ingestion.pages_per_batch
         if paged
         else max(1, checked.page_count),
         "acl": record.acl,

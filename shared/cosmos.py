@@ -21,7 +21,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -251,6 +251,16 @@ class BatchOperation:
         return ("delete", (self.item_id,), options)
 
 
+async def _racing_create(create: Callable[[], Awaitable[Any]]) -> Any:
+    """`create()`, once more if another instance created the same resource in between (409)."""
+    try:
+        return await create()
+    except CosmosHttpResponseError as error:
+        if error.status_code != 409:
+            raise
+        return await create()
+
+
 def _etag_options(etag: str | None) -> dict[str, Any]:
     """Return the SDK keyword arguments for an optional If-Match condition."""
     if etag is None:
@@ -280,14 +290,21 @@ class CosmosStore:
     async def ensure_containers(self, specs: Sequence[ContainerSpec]) -> None:
         """Create the database and each container if missing (idempotent) and register them.
 
-        An existing container keeps its settings: a changed default_ttl is not applied here.
+        Safe when several instances start at once: `create_*_if_not_exists` reads, then
+        creates, so a racing instance's create can land in between and answer 409; the
+        resource then exists and the call is repeated. An existing container keeps its
+        settings: a changed default_ttl is not applied here.
         """
-        self._database = await self._client.create_database_if_not_exists(self._database_name)
+        self._database = await _racing_create(
+            lambda: self._client.create_database_if_not_exists(self._database_name)
+        )
         for spec in specs:
-            await self._database.create_container_if_not_exists(
-                id=spec.name,
-                partition_key=PartitionKey(path=spec.partition_key_path),
-                default_ttl=spec.default_ttl,
+            await _racing_create(
+                lambda spec=spec: self._database.create_container_if_not_exists(
+                    id=spec.name,
+                    partition_key=PartitionKey(path=spec.partition_key_path),
+                    default_ttl=spec.default_ttl,
+                )
             )
             self._specs[spec.name] = spec
 

@@ -22,7 +22,7 @@ def get_credential(settings: Settings) -> AsyncTokenCredential:
     """The process-wide async credential, created on first use."""
     global _credential
     if _credential is None:
-        client_id = settings.azure_client_id
+        client_id = settings.identity.client_id
         _credential = DefaultAzureCredential(managed_identity_client_id=client_id)
         log.info(
             "Azure credential: DefaultAzureCredential (%s managed identity)",

@@ -25,9 +25,9 @@ class ProvisioningError(Exception):
 
 
 def _create_blob_containers(settings: Settings, names: list[str]) -> None:
-    if not settings.storage_connection_string:
+    if not settings.storage.connection_string:
         raise ProvisioningError("creating blob containers needs AzureWebJobsStorage (local only)")
-    service = BlobServiceClient.from_connection_string(settings.storage_connection_string)
+    service = BlobServiceClient.from_connection_string(settings.storage.connection_string)
     with service:
         for name in names:
             container = service.get_container_client(name)
@@ -36,19 +36,19 @@ def _create_blob_containers(settings: Settings, names: list[str]) -> None:
 
 
 def _create_cosmos_containers(settings: Settings, specs: tuple[ContainerSpec, ...]) -> None:
-    if not settings.cosmos_key:
+    if not settings.cosmos.key:
         raise ProvisioningError("creating Cosmos containers needs COSMOS_KEY (local only)")
-    loopback = is_loopback_endpoint(settings.cosmos_endpoint)
+    loopback = is_loopback_endpoint(settings.cosmos.endpoint)
     with warnings.catch_warnings():
         if loopback:  # the emulator's self-signed certificate; never skipped for real accounts
             warnings.simplefilter("ignore", InsecureRequestWarning)
         client = CosmosClient(
-            settings.cosmos_endpoint,
-            credential=settings.cosmos_key,
+            settings.cosmos.endpoint,
+            credential=settings.cosmos.key,
             connection_verify=not loopback,
             enable_endpoint_discovery=False,
         )
-        database = client.create_database_if_not_exists(settings.cosmos_database)
+        database = client.create_database_if_not_exists(settings.cosmos.database)
         for spec in specs:
             database.create_container_if_not_exists(
                 id=spec.name,

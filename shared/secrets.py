@@ -321,6 +321,8 @@ def create_secret_store(settings: Settings) -> SecretStore:
     """The app's store from KEY_VAULT_URL and SECRETS_TTL_SECONDS, with the app credential."""
     from shared.credentials import get_credential
 
-    vault_url = settings.key_vault_url
-    options = SecretStoreOptions(vault_url=vault_url, ttl_seconds=settings.secrets_ttl_seconds)
+    vault_url = settings.identity.key_vault_url
+    options = SecretStoreOptions(
+        vault_url=vault_url, ttl_seconds=settings.identity.secrets_ttl_seconds
+    )
     return SecretStore(options, get_credential(settings) if vault_url else None)

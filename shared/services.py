@@ -41,7 +41,7 @@ def cache_container(settings: Settings) -> cosmos.ContainerSpec:
     """The semantic cache's container: real TTL in Azure, checked in code everywhere."""
     from shared.cache.entries import container_spec
 
-    return container_spec(settings.cache_ttl_seconds)
+    return container_spec(settings.cache.ttl_seconds)
 
 
 def containers(settings: Settings) -> tuple[cosmos.ContainerSpec, ...]:
@@ -80,25 +80,26 @@ class Services:
     def azure_engine(self) -> LayoutEngine | None:
         """Document Intelligence, when configured."""
         settings = self.settings
-        if not settings.document_intelligence_endpoint:
+        if not settings.extraction.document_intelligence_endpoint:
             return None
         from shared.documents.engines.azure_layout import DocumentIntelligenceEngine
 
         return DocumentIntelligenceEngine(
-            settings.document_intelligence_endpoint,
-            self._key_or_credential(settings.document_intelligence_key),
-            price_per_page_usd=settings.document_intelligence_price_per_page,
+            settings.extraction.document_intelligence_endpoint,
+            self._key_or_credential(settings.extraction.document_intelligence_key),
+            price_per_page_usd=settings.extraction.document_intelligence_price_per_page,
         )
 
     @cached_property
     def describer(self) -> FigureDescriber:
         """Azure Vision when configured, else a description from OCR and image properties."""
         settings = self.settings
-        if settings.vision_endpoint:
+        if settings.extraction.vision_endpoint:
             from shared.documents.engines.azure_vision import ImageAnalysisDescriber
 
             return ImageAnalysisDescriber(
-                settings.vision_endpoint, self._key_or_credential(settings.vision_key)
+                settings.extraction.vision_endpoint,
+                self._key_or_credential(settings.extraction.vision_key),
             )
         from shared.documents.engines.local_describer import LocalFigureDescriber
 
@@ -107,14 +108,14 @@ class Services:
     @property
     def embedder_model(self) -> str:
         """The embedding model's name, known without loading it."""
-        if self.settings.embedding_endpoint:
-            return self.settings.embedding_model
+        if self.settings.embedding.endpoint:
+            return self.settings.embedding.model
         return LOCAL_EMBEDDING_MODEL
 
     @property
     def embedder_max_tokens(self) -> int:
         """The longest input the embedding model reads (chunks are sized below it)."""
-        if self.settings.embedding_endpoint:
+        if self.settings.embedding.endpoint:
             from shared.embeddings.azure_openai import AzureOpenAIEmbedder
 
             return AzureOpenAIEmbedder.max_input_tokens
@@ -129,40 +130,40 @@ class Services:
 
         settings = self.settings
         policy = BreakerPolicy(
-            failure_threshold=settings.breaker_failures,
-            window_seconds=settings.breaker_window_seconds,
-            open_seconds=settings.breaker_open_seconds,
-            max_open_seconds=settings.llm_max_retry_after_seconds,
+            failure_threshold=settings.breaker.failures,
+            window_seconds=settings.breaker.window_seconds,
+            open_seconds=settings.breaker.open_seconds,
+            max_open_seconds=settings.llm.max_retry_after_seconds,
         )
         return BreakerBoard(
-            CosmosBreakerStore(self.store), policy, cache_seconds=settings.breaker_cache_seconds
+            CosmosBreakerStore(self.store), policy, cache_seconds=settings.breaker.cache_seconds
         )
 
     @cached_property
     def region_router(self) -> Any:
         """The multi-region router, or None when no region is configured."""
         settings = self.settings
-        if not settings.llm_regions:
+        if not settings.llm.regions:
             return None
         from shared.llm.azure_openai import AzureOpenAIChat
         from shared.routing.regions import RegionRouter
 
-        key = settings.llm_api_key
+        key = settings.llm.api_key
         clients = {
             region.name: AzureOpenAIChat(
                 region,
-                api_version=settings.llm_api_version,
+                api_version=settings.llm.api_version,
                 api_key=key,
                 credential=None if key else get_credential(settings),
             )
-            for region in settings.llm_regions
+            for region in settings.llm.regions
         }
         return RegionRouter(
-            settings.llm_regions,
+            settings.llm.regions,
             clients,
             self.breakers,
-            max_retry_after_seconds=settings.llm_max_retry_after_seconds,
-            attempt_timeout_seconds=settings.llm_timeout_seconds,
+            max_retry_after_seconds=settings.llm.max_retry_after_seconds,
+            attempt_timeout_seconds=settings.llm.timeout_seconds,
         )
 
     @cached_property
@@ -171,22 +172,22 @@ class Services:
         from shared.resilience.ratelimit import RateLimiter
         from shared.resilience.ratelimit_store import CosmosBucketStore
 
-        return RateLimiter(CosmosBucketStore(self.store), self.settings.rate_limits)
+        return RateLimiter(CosmosBucketStore(self.store), self.settings.rate_limits.limits)
 
     @cached_property
     def semantic_cache(self) -> Any:
         """The semantic cache, or None when CACHE_ENABLED is false."""
         settings = self.settings
-        if not settings.cache_enabled:
+        if not settings.cache.enabled:
             return None
         from shared.cache import CacheOptions, SemanticCache
 
         options = CacheOptions(
-            similarity_threshold=settings.cache_similarity_threshold,
-            ttl_seconds=settings.cache_ttl_seconds,
-            max_entries_per_partition=settings.cache_max_entries,
-            eviction=settings.cache_eviction,
-            max_temperature=settings.cache_max_temperature,
+            similarity_threshold=settings.cache.similarity_threshold,
+            ttl_seconds=settings.cache.ttl_seconds,
+            max_entries_per_partition=settings.cache.max_entries,
+            eviction=settings.cache.eviction,
+            max_temperature=settings.cache.max_temperature,
         )
         return SemanticCache(options, self.store, self.query_embedder)
 
@@ -194,14 +195,14 @@ class Services:
     def router_options(self) -> Any:
         """Prices, regions and override roles for the cost router; None without LLM_PRICES."""
         settings = self.settings
-        if settings.llm_prices is None:
+        if settings.cost.prices is None:
             return None
         from shared.routing.cost import RouterOptions
 
         return RouterOptions(
-            prices=settings.llm_prices,
-            regions=settings.llm_regions,
-            override_roles=frozenset(settings.tier_override_roles),
+            prices=settings.cost.prices,
+            regions=settings.llm.regions,
+            override_roles=frozenset(settings.cost.tier_override_roles),
         )
 
     @cached_property
@@ -219,7 +220,8 @@ class Services:
         from shared.budgets.admission import BudgetGate, BudgetOptions
 
         options = BudgetOptions(
-            self.settings.budgets, reservation_seconds=self.settings.budget_reservation_seconds
+            self.settings.budgets.policy,
+            reservation_seconds=self.settings.budgets.reservation_seconds,
         )
         return BudgetGate(self.budget_counters, options, self.router_options)
 
@@ -235,9 +237,9 @@ class Services:
         """The hourly budget audit."""
         from shared.budgets.audit import AuditOptions, BudgetAuditor
 
-        options = AuditOptions(webhook_url=self.settings.budget_webhook_url)
+        options = AuditOptions(webhook_url=self.settings.budgets.webhook_url)
         return BudgetAuditor(
-            self.store, self.ledger, self.budget_counters, self.settings.budgets, options
+            self.store, self.ledger, self.budget_counters, self.settings.budgets.policy, options
         )
 
     @cached_property
@@ -262,16 +264,16 @@ class Services:
 
         settings = self.settings
         policy = Policy(
-            user=settings.injection_user_policy,
-            documents=settings.injection_documents_policy,
-            document_action=settings.injection_document_action,
-            threshold=settings.injection_threshold,
+            user=settings.injection.user_policy,
+            documents=settings.injection.documents_policy,
+            document_action=settings.injection.document_action,
+            threshold=settings.injection.threshold,
         )
         shields = None
-        if settings.content_safety_endpoint:
-            key = settings.content_safety_key
+        if settings.injection.content_safety_endpoint:
+            key = settings.injection.content_safety_key
             shields = PromptShields(
-                settings.content_safety_endpoint,
+                settings.injection.content_safety_endpoint,
                 key=key,
                 credential=None if key else get_credential(settings),
             )
@@ -292,7 +294,13 @@ class Services:
 
         router = self.region_router
         model_call = _Routed(router) if router is not None else _Offline()
-        return ChatService(build_retriever(self), model_call)
+        retriever = build_retriever(
+            self.settings.chat.retrieval_mode,
+            self.store,
+            self.query_embedder,
+            self.settings.chat.retrieval_top_k,
+        )
+        return ChatService(retriever, model_call)
 
     @cached_property
     def query_embedder(self) -> Embedder:
@@ -305,7 +313,7 @@ class Services:
     def embedder(self) -> Embedder:
         """Azure OpenAI embeddings when configured, else all-MiniLM-L6-v2 on ONNX Runtime."""
         settings = self.settings
-        if settings.embedding_endpoint:
+        if settings.embedding.endpoint:
             from shared.embeddings.azure_openai import AzureOpenAIEmbedder
 
             return AzureOpenAIEmbedder.from_settings(settings, get_credential)
@@ -320,18 +328,18 @@ _lock: asyncio.Lock | None = None
 
 def build_services(settings: Settings) -> Services:
     """Creates the clients: keys only for the local emulators, the credential otherwise."""
-    needs_credential = not settings.storage_connection_string or not settings.cosmos_key
+    needs_credential = not settings.storage.connection_string or not settings.cosmos.key
     credential = get_credential(settings) if needs_credential else None
     blobs = storage.create_blob_service_client(
-        connection_string=settings.storage_connection_string,
+        connection_string=settings.storage.connection_string,
         account_url=None
-        if settings.storage_connection_string
-        else settings.storage_blob_service_uri,
+        if settings.storage.connection_string
+        else settings.storage.blob_service_uri,
         credential=credential,
     )
-    client = cosmos.create_cosmos_client(settings.cosmos_endpoint, settings.cosmos_key, credential)
-    capabilities = cosmos.EMULATOR if settings.cosmos_emulator else cosmos.AZURE
-    store = cosmos.CosmosStore(client, settings.cosmos_database, containers(settings), capabilities)
+    client = cosmos.create_cosmos_client(settings.cosmos.endpoint, settings.cosmos.key, credential)
+    capabilities = cosmos.EMULATOR if settings.cosmos.emulator else cosmos.AZURE
+    store = cosmos.CosmosStore(client, settings.cosmos.database, containers(settings), capabilities)
     return Services(settings, blobs, store)
 
 
@@ -360,9 +368,11 @@ class _Routed:
 
 def provision(settings: Settings) -> None:
     """Creates blob and Cosmos containers at start-up when configured (local runs)."""
-    if settings.create_resources:
+    if settings.provisioning.create_resources:
         create_local_resources(
-            settings, [settings.uploads_container, settings.work_container], containers(settings)
+            settings,
+            [settings.storage.uploads_container, settings.storage.work_container],
+            containers(settings),
         )
 
 
@@ -382,7 +392,7 @@ def dependency_probes(services: Services) -> list[DependencyProbe]:
     """Cheap calls proving each required dependency can serve."""
 
     async def probe_blob_storage() -> None:
-        container = services.blobs.get_container_client(services.settings.uploads_container)
+        container = services.blobs.get_container_client(services.settings.storage.uploads_container)
         await container.get_container_properties()
 
     async def probe_cosmos() -> None:

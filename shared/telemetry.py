@@ -35,17 +35,17 @@ def configure_telemetry(settings: Settings) -> str:
 
 
 def _install(settings: Settings) -> str:
-    resource_attributes = {"service.name": settings.service_name}
-    if settings.applicationinsights_connection_string:
+    resource_attributes = {"service.name": settings.telemetry.service_name}
+    if settings.telemetry.applicationinsights_connection_string:
         from azure.monitor.opentelemetry import configure_azure_monitor
 
         configure_azure_monitor(
-            connection_string=settings.applicationinsights_connection_string,
+            connection_string=settings.telemetry.applicationinsights_connection_string,
             resource=_resource(resource_attributes),
         )
         return "azure-monitor"
-    if settings.otlp_endpoint:
-        _install_otlp(settings.otlp_endpoint, resource_attributes)
+    if settings.telemetry.otlp_endpoint:
+        _install_otlp(settings.telemetry.otlp_endpoint, resource_attributes)
         return "otlp"
     # No exporter, but a real provider: spans get real trace ids, which answers report.
     from opentelemetry.sdk.trace import TracerProvider

@@ -31,7 +31,7 @@ def deadline_for(req: func.HttpRequest, settings: Settings) -> Deadline:
             client_seconds = float(raw) / 1000
         except ValueError as error:
             raise ProblemError(400, f"{DEADLINE_HEADER} must be milliseconds") from error
-    return Deadline.from_budget(settings.chat_deadline_seconds, client_seconds)
+    return Deadline.from_budget(settings.chat.deadline_seconds, client_seconds)
 
 
 def _messages(items: list[Any]) -> list[dict[str, str]]:
@@ -44,7 +44,7 @@ def chat_query(request: ChatRequest, settings: Settings) -> ChatQuery:
     return ChatQuery(
         messages=_messages(request.messages),
         filters=request.filters,
-        top_k=request.top_k or settings.retrieval_top_k,
+        top_k=request.top_k or settings.chat.retrieval_top_k,
         tier=DEFAULT_TIER,
         temperature=request.temperature or 0.0,
     )
@@ -54,7 +54,7 @@ def completion_query(request: CompletionRequest, tier: str | None, settings: Set
     """`POST /api/v1/chat/completions` as a query (docgate's extras in `docgate`)."""
     last_user_message(request.messages)
     extras = request.docgate or {}
-    top_k = extras.get("top_k") or settings.retrieval_top_k
+    top_k = extras.get("top_k") or settings.chat.retrieval_top_k
     if not isinstance(top_k, int) or not 1 <= top_k <= 50:
         raise ProblemError(400, "docgate.top_k must be an integer from 1 to 50", param="docgate")
     return ChatQuery(

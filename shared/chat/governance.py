@@ -104,7 +104,9 @@ class GovernedChat:
         """The governed answer, or a ProblemError (429, 403, 400, 503...)."""
         started = time.perf_counter()
         controls = await self._validate(principal, query, controls)
-        chunk_tokens = min(self.settings.chunk_max_tokens, self.services.embedder_max_tokens)
+        chunk_tokens = min(
+            self.settings.ingestion.chunk_max_tokens, self.services.embedder_max_tokens
+        )
         prompt_tokens = estimated_prompt_tokens(query, chunk_tokens)
         admitted = await self._admit_rate(principal, prompt_tokens + query.max_tokens)
         headers = ratelimit.headers(admitted) if admitted else {}
@@ -128,7 +130,7 @@ class GovernedChat:
 
     async def _admit_rate(self, principal: Principal, tokens: int) -> ratelimit.Decision | None:
         """The rate limiter's decision; None when RATE_LIMITS_ENABLED is false."""
-        if not self.settings.rate_limits_enabled:
+        if not self.settings.rate_limits.enabled:
             return None
         with span("chat.rate_limit"):
             return await self.limiter.admit(principal, tokens)

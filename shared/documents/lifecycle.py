@@ -81,7 +81,7 @@ async def store_upload(
     services: Services, principal: Principal, upload: UploadRequest
 ) -> DocumentRecord:
     """Writes the blob (its trigger starts ingestion) and records the document as queued."""
-    container = services.settings.uploads_container
+    container = services.settings.storage.uploads_container
     blob = services.blobs.get_blob_client(container, upload.name)
     metadata = {"tenant": principal.tenant}
     if not upload.acl.open:
@@ -125,7 +125,7 @@ async def _delete_blob(services: Services, record: DocumentRecord) -> bool:
 
 async def _clear_work(services: Services, doc_id: str) -> int:
     """Every version's intermediate blobs of the document."""
-    container = services.blobs.get_container_client(services.settings.work_container)
+    container = services.blobs.get_container_client(services.settings.storage.work_container)
     return await delete_prefix(container, f"{doc_id}/")
 
 

@@ -92,17 +92,17 @@ class AzureOpenAIEmbedder:
         cls, settings: Settings, get_credential: Callable[[Settings], AsyncTokenCredential]
     ) -> AzureOpenAIEmbedder:
         """From the app settings: the key when one is set (test doubles), else the credential."""
-        if not settings.embedding_endpoint:
+        if not settings.embedding.endpoint:
             raise ValueError("AZURE_OPENAI_EMBEDDING_ENDPOINT is not set")
         # An unknown model fails here, in _dimensions, rather than guessing a vector size.
         return cls(
-            endpoint=settings.embedding_endpoint,
-            deployment=settings.embedding_deployment,
-            api_version=settings.openai_api_version,
-            model=settings.embedding_model,
-            dimensions=settings.embedding_dimensions,
-            api_key=settings.openai_key or None,
-            credential=None if settings.openai_key else get_credential(settings),
+            endpoint=settings.embedding.endpoint,
+            deployment=settings.embedding.deployment,
+            api_version=settings.embedding.api_version,
+            model=settings.embedding.model,
+            dimensions=settings.embedding.dimensions,
+            api_key=settings.embedding.key or None,
+            credential=None if settings.embedding.key else get_credential(settings),
         )
 
     async def embed(self, texts: list[str]) -> list[list[float]]:

@@ -59,11 +59,11 @@ class BreakerPolicy:
     ) -> BreakerPolicy:
         """The policy the BREAKER_* and LLM_* settings describe."""
         return cls(
-            failure_threshold=settings.breaker_failures,
-            window_seconds=settings.breaker_window_seconds,
-            open_seconds=settings.breaker_open_seconds,
-            max_open_seconds=settings.llm_max_retry_after_seconds,
-            probe_lease_seconds=probe_lease_seconds or settings.llm_timeout_seconds,
+            failure_threshold=settings.breaker.failures,
+            window_seconds=settings.breaker.window_seconds,
+            open_seconds=settings.breaker.open_seconds,
+            max_open_seconds=settings.llm.max_retry_after_seconds,
+            probe_lease_seconds=probe_lease_seconds or settings.llm.timeout_seconds,
         )
 
 
@@ -322,7 +322,7 @@ class BreakerBoard:
         return cls(
             store,
             BreakerPolicy.from_settings(settings, probe_lease_seconds),
-            cache_seconds=settings.breaker_cache_seconds,
+            cache_seconds=settings.breaker.cache_seconds,
         )
 
     def now(self) -> float:

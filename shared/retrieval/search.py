@@ -48,7 +48,6 @@ from shared.security.principal import Principal
 
 if TYPE_CHECKING:
     from shared.embeddings import Embedder
-    from shared.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -458,15 +457,12 @@ class Retriever:
         return await self.index.search(request)
 
 
-def build_retriever(services: Services) -> Retriever:
+def build_retriever(
+    mode: str, store: CosmosStore, embedder: Embedder, default_top_k: int
+) -> Retriever:
     """The retriever RETRIEVAL_MODE asks for; build it once per process (it holds the index)."""
-    settings = services.settings
-    index: VectorSearch
-    if settings.retrieval_mode == "cosmos":
-        index = CosmosVectorIndex(services.store)
-    else:
-        index = InMemoryIndex(services.store)
-    return Retriever(index, services.query_embedder, settings.retrieval_top_k)
+    index: VectorSearch = CosmosVectorIndex(store) if mode == "cosmos" else InMemoryIndex(store)
+    return Retriever(index, embedder, default_top_k)
 
 
 __all__ = [

@@ -24,9 +24,9 @@ from shared.security.jwt import (
     ClaimMapping,
     JwtOptions,
     JwtValidator,
+    SigningKeysUnavailableError,
     TokenError,
     dev_issuer_options,
-    to_problem,
 )
 from shared.security.principal import Principal
 
@@ -61,18 +61,29 @@ class Authenticators:
 
 def build_authenticators(settings: Settings) -> Authenticators:
     """Entra ID (or dev issuer) validation and EasyAuth, when AUTH_CLIENT_ID is set."""
-    if not settings.auth_client_id:
+    if not settings.auth.client_id:
         return Authenticators()
     mapping = ClaimMapping(
-        settings.auth_tenants, settings.auth_app_role_map, settings.auth_scope_map
+        settings.auth.tenants, settings.auth.app_role_map, settings.auth.scope_map
     )
-    make = dev_issuer_options if settings.auth_dev_issuer else JwtOptions
+    make = dev_issuer_options if settings.auth.dev_issuer else JwtOptions
     options = make(
-        settings.auth_authority, settings.auth_client_id, mapping,
-        leeway_seconds=settings.auth_leeway_seconds,
+        settings.auth.authority, settings.auth.client_id, mapping,
+        leeway_seconds=settings.auth.leeway_seconds,
     )  # fmt: skip
-    easyauth = EasyAuthOptions(settings.easyauth_enabled, mapping)
+    easyauth = EasyAuthOptions(settings.auth.easyauth_enabled, mapping)
     return Authenticators(JwtValidator(options), easyauth)
+
+
+def to_problem(error: TokenError) -> ProblemError:
+    """The HTTP answer: 401 with an RFC 6750 challenge, or 503 when keys are unreachable."""
+    if isinstance(error, SigningKeysUnavailableError):
+        return ProblemError(503, "the identity provider's signing keys are unavailable")
+    challenge = f'{CHALLENGE}, error="invalid_token", error_description="{error.reason}"'
+    return ProblemError(
+        401, f"the credentials are not valid: {error.reason}",
+        headers={"WWW-Authenticate": challenge},
+    )  # fmt: skip
 
 
 async def authenticate(
@@ -95,7 +106,7 @@ async def authenticate(
             401, "credentials are required: Authorization: Bearer <key>",
             headers={"WWW-Authenticate": CHALLENGE},
         )  # fmt: skip
-    for entry in settings.api_keys:
+    for entry in settings.auth.api_keys:
         if hmac.compare_digest(presented.encode(), str(entry["key"]).encode()):
             return _principal(entry)
     raise ProblemError(

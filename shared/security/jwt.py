@@ -24,7 +24,6 @@ import binascii
 import ipaddress
 import json
 import logging
-import os
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -38,7 +37,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from shared.http import ProblemError
+from shared.environment import running_in_azure
+from shared.security.claims import TENANT_ID_PATTERN
 from shared.security.principal import Principal
 
 log = logging.getLogger(__name__)
@@ -46,15 +46,12 @@ log = logging.getLogger(__name__)
 ENTRA_AUTHORITY = "https://login.microsoftonline.com/organizations"
 ENTRA_V2_ISSUER = "https://login.microsoftonline.com/{tid}/v2.0"
 ENTRA_V1_ISSUER = "https://sts.windows.net/{tid}/"
-AZURE_MARKER = "WEBSITE_INSTANCE_ID"  # set by App Service / Functions on every instance
-CHALLENGE = 'Bearer realm="docgate"'
 MIN_RSA_BITS = 2048
 MAX_DOCUMENT_BYTES = 1024 * 1024  # metadata and JWKS are a few KB; cap what we read
 # Plain key ids only: Entra's are base64url thumbprints. No dots or slashes, so a kid can never
 # become a path or a URL fragment wherever it ends up (logs, caches).
 KID_PATTERN = re.compile(r"^[A-Za-z0-9_=-]{1,128}$")
 SEGMENT_PATTERN = re.compile(r"^[A-Za-z0-9_-]*$")  # unpadded base64url (RFC 7515)
-TENANT_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 ACCEPTED_TYPES = frozenset({"jwt", "at+jwt"})
 DEFAULT_APP_ROLES: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {role: (role,) for role in ("viewer", "user", "developer", "admin")}
@@ -78,11 +75,6 @@ class SigningKeysUnavailableError(TokenError):
 
 class AuthConfigError(Exception):
     """The authentication options are incomplete or unsafe for where the app runs."""
-
-
-def running_in_azure(environ: Mapping[str, str] | None = None) -> bool:
-    """Whether this process runs on an App Service / Functions instance."""
-    return bool((os.environ if environ is None else environ).get(AZURE_MARKER))
 
 
 @dataclass(frozen=True)
@@ -505,51 +497,3 @@ class JwtValidator:
         tid = tenant_of(claims, self.options.claims)
         check_issuer(claims, tid, self.options.issuers)
         return identity_from_claims(claims, self.options.claims)
-
-
-def to_problem(error: TokenError) -> ProblemError:
-    """The HTTP answer: 401 with an RFC 6750 challenge, or 503 when keys are unreachable."""
-    if isinstance(error, SigningKeysUnavailableError):
-        return ProblemError(503, "the identity provider's signing keys are unavailable")
-    challenge = f'{CHALLENGE}, error="invalid_token", error_description="{error.reason}"'
-    return ProblemError(
-        401, f"the credentials are not valid: {error.reason}",
-        headers={"WWW-Authenticate": challenge},
-    )  # fmt: skip
-
-
-# Settings parsing (for shared/config.py) -------------------------------------------------------
-
-
-def parse_tenants(value: str) -> dict[str, str]:
-    """`{"<tid>": "<tenant>"}` JSON, or a comma-separated list of ids used as tenant names."""
-    text = value.strip()
-    if text.startswith("{"):
-        entries = json.loads(text)
-    else:
-        entries = {tid: tid for tid in (part.strip() for part in text.split(",")) if tid}
-    if not isinstance(entries, dict) or not all(
-        isinstance(tid, str) and TENANT_ID_PATTERN.match(tid) and isinstance(name, str) and name
-        for tid, name in entries.items()
-    ):
-        raise ValueError('must be {"<tenant id>": "<docgate tenant>"} or a comma-separated list')
-    return entries
-
-
-def parse_role_map(value: str) -> dict[str, tuple[str, ...]]:
-    """`{"<claim value>": "<role>" | ["<role>", ...]}` JSON; every role must be one of ours."""
-    from shared.security.rbac import ROLE_PERMISSIONS
-
-    entries = json.loads(value or "{}")
-    if not isinstance(entries, dict):
-        raise ValueError('must be a JSON object {"<claim value>": ["<role>", ...]}')
-    mapped: dict[str, tuple[str, ...]] = {}
-    for claim_value, roles in entries.items():
-        listed = (roles,) if isinstance(roles, str) else roles
-        if not isinstance(listed, list | tuple) or not all(isinstance(r, str) for r in listed):
-            raise ValueError("roles must be a string or a list of strings")
-        unknown = [role for role in listed if role not in ROLE_PERMISSIONS]
-        if unknown:
-            raise ValueError(f"unknown role(s) {unknown}: use {sorted(ROLE_PERMISSIONS)}")
-        mapped[str(claim_value)] = tuple(listed)
-    return mapped

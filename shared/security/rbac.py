@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from shared.http import ProblemError
 from shared.security.principal import Principal
 
 VIEWER = frozenset({"documents:read"})
@@ -16,6 +15,14 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "admin": ADMIN,
 }
 PERMISSIONS = frozenset().union(*ROLE_PERMISSIONS.values())
+
+
+class PermissionDenied(Exception):
+    """The caller is authenticated but lacks a permission (the HTTP edge answers 403)."""
+
+    def __init__(self, permission: str, detail: str | None = None) -> None:
+        super().__init__(detail or f"this needs the {permission} permission")
+        self.permission = permission
 
 
 def permissions_of(principal: Principal) -> frozenset[str]:
@@ -32,8 +39,8 @@ def has_permission(principal: Principal, permission: str) -> bool:
 
 
 def require_permission(principal: Principal, permission: str) -> None:
-    """A 403 problem unless the principal holds `permission`."""
+    """PermissionDenied unless the principal holds `permission`."""
     if permission not in PERMISSIONS:
         raise ValueError(f"unknown permission {permission!r}")  # a bug in our own wiring
     if not has_permission(principal, permission):
-        raise ProblemError(403, f"this needs the {permission} permission")
+        raise PermissionDenied(permission)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from shared import config
-from shared.config import SETTINGS, SettingsError, load_settings
+from shared.config import SETTINGS, SettingsError, load_settings, parsers
 
 ROOT = Path(__file__).resolve().parents[2]
 CANARY = "canary-7f3a9c-do-not-log"
@@ -29,34 +29,34 @@ def settings_error(environ: dict[str, str]) -> str:
 
 def test_minimal_environment_loads_with_documented_defaults() -> None:
     settings = load_settings(MINIMAL)
-    assert settings.cosmos_endpoint == MINIMAL["COSMOS_ENDPOINT"]
-    assert settings.storage_connection_string == "UseDevelopmentStorage=true"
-    assert settings.uploads_container == "uploads"
-    assert settings.cosmos_database == "docgate"
-    assert settings.cosmos_emulator is False
-    assert settings.create_resources is False
-    assert settings.service_name == "docgate"
-    assert settings.health_timeout_seconds == 3.0
-    assert settings.log_level == "INFO"
-    assert settings.storage_blob_service_uri is None
-    assert settings.cosmos_key is None
-    assert settings.azure_client_id is None
-    assert settings.applicationinsights_connection_string is None
-    assert settings.otlp_endpoint is None
+    assert settings.cosmos.endpoint == MINIMAL["COSMOS_ENDPOINT"]
+    assert settings.storage.connection_string == "UseDevelopmentStorage=true"
+    assert settings.storage.uploads_container == "uploads"
+    assert settings.cosmos.database == "docgate"
+    assert settings.cosmos.emulator is False
+    assert settings.provisioning.create_resources is False
+    assert settings.telemetry.service_name == "docgate"
+    assert settings.health.timeout_seconds == 3.0
+    assert settings.telemetry.log_level == "INFO"
+    assert settings.storage.blob_service_uri is None
+    assert settings.cosmos.key is None
+    assert settings.identity.client_id is None
+    assert settings.telemetry.applicationinsights_connection_string is None
+    assert settings.telemetry.otlp_endpoint is None
 
 
 def test_every_declared_default_is_valid_and_applied() -> None:
     settings = load_settings(MINIMAL)
     for setting in SETTINGS:
         if setting.default is not None:
-            assert getattr(settings, setting.field) == setting.parse(setting.default), setting.env
+            assert setting.read(settings) == setting.parse(setting.default), setting.env
 
 
 def test_blank_values_count_as_unset() -> None:
     # local.settings.sample.json ships optional settings as "": they must mean "use the default".
     settings = load_settings({**MINIMAL, "UPLOADS_CONTAINER": "  ", "AZURE_CLIENT_ID": ""})
-    assert settings.uploads_container == "uploads"
-    assert settings.azure_client_id is None
+    assert settings.storage.uploads_container == "uploads"
+    assert settings.identity.client_id is None
 
 
 def test_parsed_values() -> None:
@@ -70,11 +70,11 @@ def test_parsed_values() -> None:
             "UPLOADS_CONTAINER": "team-docs-2",
         }
     )
-    assert settings.cosmos_emulator is True
-    assert settings.create_resources is False
-    assert settings.health_timeout_seconds == 0.5
-    assert settings.log_level == "DEBUG"
-    assert settings.uploads_container == "team-docs-2"
+    assert settings.cosmos.emulator is True
+    assert settings.provisioning.create_resources is False
+    assert settings.health.timeout_seconds == 0.5
+    assert settings.telemetry.log_level == "DEBUG"
+    assert settings.storage.uploads_container == "team-docs-2"
 
 
 def test_identity_based_storage_is_enough() -> None:
@@ -83,8 +83,8 @@ def test_identity_based_storage_is_enough() -> None:
         "AzureWebJobsStorage__blobServiceUri": "https://acct.blob.core.windows.net",
     }
     settings = load_settings(environ)
-    assert settings.storage_connection_string is None
-    assert settings.storage_blob_service_uri == "https://acct.blob.core.windows.net"
+    assert settings.storage.connection_string is None
+    assert settings.storage.blob_service_uri == "https://acct.blob.core.windows.net"
 
 
 def test_missing_cosmos_endpoint_is_named() -> None:
@@ -177,10 +177,10 @@ def test_repr_masks_every_secret() -> None:
     )
     shown = repr(settings)
     assert CANARY not in shown
-    assert "cosmos_key='***'" in shown
-    assert "storage_connection_string='***'" in shown
-    assert "applicationinsights_connection_string='***'" in shown
-    assert "cosmos_endpoint='https://cosmos.example.com:443/'" in shown  # non-secrets are shown
+    assert "cosmos.key='***'" in shown
+    assert "storage.connection_string='***'" in shown
+    assert "telemetry.applicationinsights_connection_string='***'" in shown
+    assert "cosmos.endpoint='https://cosmos.example.com:443/'" in shown  # non-secrets are shown
     assert CANARY not in str(settings)
 
 
@@ -188,7 +188,7 @@ def test_invalid_secret_value_is_never_shown(monkeypatch: pytest.MonkeyPatch) ->
     # No shipped secret has a validating parser, so give COSMOS_KEY one whose error message
     # quotes the value (float() does) and check the masking still holds.
     validated = tuple(
-        dataclasses.replace(s, parse=config._positive_number) if s.env == "COSMOS_KEY" else s
+        dataclasses.replace(s, parse=parsers.positive_number) if s.env == "COSMOS_KEY" else s
         for s in SETTINGS
     )
     monkeypatch.setattr(config, "SETTINGS", validated)

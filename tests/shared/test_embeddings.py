@@ -267,17 +267,19 @@ async def test_azure_from_settings_prefers_the_key_then_the_credential(
     double: AzureOpenAIDouble,
 ) -> None:
     settings = SimpleNamespace(
-        embedding_endpoint=double.endpoint,
-        embedding_deployment="text-embedding-3-small",
-        embedding_model="text-embedding-3-small",
-        embedding_dimensions=None,
-        openai_api_version=API_VERSION,
-        openai_key=double.key,
+        embedding=SimpleNamespace(
+            endpoint=double.endpoint,
+            deployment="text-embedding-3-small",
+            model="text-embedding-3-small",
+            dimensions=None,
+            api_version=API_VERSION,
+            key=double.key,
+        )
     )
     credential = FakeCredential()
     async with AzureOpenAIEmbedder.from_settings(settings, lambda _: credential) as embedder:
         await embedder.embed(["hello"])
-    settings.openai_key = None
+    settings.embedding.key = None
     async with AzureOpenAIEmbedder.from_settings(settings, lambda _: credential) as embedder:
         await embedder.embed(["hello"])
     first, second = double.seen(ROUTE)

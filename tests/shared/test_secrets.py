@@ -304,13 +304,16 @@ async def test_create_secret_store_uses_the_app_credential(
 ) -> None:
     given = FakeCredential()
     monkeypatch.setattr("shared.credentials.get_credential", lambda settings: given)
-    app_settings: Any = SimpleNamespace(
+    identity = SimpleNamespace(
         key_vault_url="https://docgate.vault.azure.net", secrets_ttl_seconds=120.0
     )
+    app_settings: Any = SimpleNamespace(identity=identity)
     store = secrets_module.create_secret_store(app_settings)
     assert store._credential is given
     assert store._options.ttl_seconds == 120.0
-    local: Any = SimpleNamespace(key_vault_url=None, secrets_ttl_seconds=300.0)
+    local: Any = SimpleNamespace(
+        identity=SimpleNamespace(key_vault_url=None, secrets_ttl_seconds=300.0)
+    )
     assert secrets_module.create_secret_store(local)._credential is None
 
 

@@ -188,13 +188,12 @@ async def test_the_retriever_checks_input_before_embedding() -> None:
 
 
 def test_build_retriever_picks_the_mode() -> None:
-    def services(mode: str, capabilities: Any) -> Any:
-        settings = SimpleNamespace(retrieval_mode=mode, retrieval_top_k=4)
-        store = SimpleNamespace(capabilities=capabilities)
-        return SimpleNamespace(settings=settings, store=store, query_embedder=FakeEmbedder())
+    def built(mode: str, capabilities: Any) -> Any:
+        store: Any = SimpleNamespace(capabilities=capabilities)
+        return build_retriever(mode, store, FakeEmbedder(), 4)
 
-    assert isinstance(build_retriever(services("memory", EMULATOR)).index, InMemoryIndex)
-    assert isinstance(build_retriever(services("cosmos", AZURE)).index, CosmosVectorIndex)
+    assert isinstance(built("memory", EMULATOR).index, InMemoryIndex)
+    assert isinstance(built("cosmos", AZURE).index, CosmosVectorIndex)
 
 
 @pytest.mark.skipif(

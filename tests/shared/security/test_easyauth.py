@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
+from shared.security.auth import to_problem
 from shared.security.easyauth import EasyAuthOptions, identity_from_headers
-from shared.security.jwt import ClaimMapping, TokenError, to_problem
+from shared.security.jwt import ClaimMapping, TokenError
 
 TENANT_ID = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 OID = "00000000-0000-0000-0000-00000000a11c"

@@ -20,6 +20,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from devhost.testing import free_port
+from shared.security.auth import to_problem
+from shared.security.claims import parse_role_map, parse_tenants
 from shared.security.jwt import (
     AuthConfigError,
     ClaimMapping,
@@ -29,9 +31,6 @@ from shared.security.jwt import (
     SigningKeysUnavailableError,
     TokenError,
     fetch_json,
-    parse_role_map,
-    parse_tenants,
-    to_problem,
 )
 from tests.doubles.entra import CLIENT_ID, TENANT_ID, EntraDouble, b64url, jwk_of, segment
 
