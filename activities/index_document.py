@@ -8,9 +8,9 @@ from typing import Any
 from activities._common import failed, is_current_version, tag_blob, work_area
 from activities.chunk_document import CHUNKS
 from activities.embed_chunks import embeddings_leaf
-from shared.cosmos import PreconditionFailed
 from shared.documents import index, records
 from shared.services import Services
+from shared.storage.cosmos import PreconditionFailed
 
 
 async def _drafts(services: Services, job: dict[str, Any]) -> tuple[list[index.ChunkDraft], str]:

@@ -41,7 +41,6 @@ ROOT = HERE.parent
 sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != HERE]
 sys.path.insert(0, str(ROOT))
 
-from shared.cosmos import EMULATOR, CosmosStore, create_cosmos_client  # noqa: E402
 from shared.resilience.ratelimit import RateLimiter, RateLimits  # noqa: E402
 from shared.resilience.ratelimit_buckets import Limit  # noqa: E402
 from shared.resilience.ratelimit_store import (  # noqa: E402
@@ -50,6 +49,7 @@ from shared.resilience.ratelimit_store import (  # noqa: E402
     OpCounts,
 )
 from shared.security.principal import Principal  # noqa: E402
+from shared.storage.cosmos import EMULATOR, CosmosStore, create_cosmos_client  # noqa: E402
 
 TENANT = "bench"
 TOKENS = 100

@@ -15,7 +15,7 @@ from azure.storage.blob import BlobServiceClient
 from urllib3.exceptions import InsecureRequestWarning
 
 from shared.config import Settings
-from shared.cosmos import ContainerSpec, is_loopback_endpoint
+from shared.storage.cosmos import ContainerSpec, is_loopback_endpoint
 
 log = logging.getLogger(__name__)
 

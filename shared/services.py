@@ -10,11 +10,12 @@ from typing import TYPE_CHECKING, Any
 
 from azure.storage.blob.aio import BlobServiceClient
 
-from shared import cosmos, storage
 from shared.config import Settings, get_settings
 from shared.credentials import get_credential
 from shared.health import DependencyProbe
 from shared.provisioning import create_local_resources
+from shared.storage import blobs as storage
+from shared.storage import cosmos
 
 if TYPE_CHECKING:
     from shared.documents.engines.base import FigureDescriber, LayoutEngine

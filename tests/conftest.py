@@ -17,7 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# Same value as shared.cosmos.EMULATOR_KEY; repeated so this file has no app imports.
+# Same value as shared.storage.cosmos.EMULATOR_KEY; repeated so this file has no app imports.
 COSMOS_EMULATOR_KEY = (
     "C2y6yDjf5/R+ob0N8A7Cgv30VRDJIWEHLM+4QDU5DE2nQ9nDuVTqobD4b8mGGyPMbIZnqyMsEcaGQy67XIw/Jw=="
 )
@@ -104,7 +104,7 @@ def unique_name(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 async def cosmos_client(emulators: EmulatorEndpoints) -> AsyncIterator[Any]:
     """An async SDK client on the Cosmos emulator, closed after the test."""
-    from shared.cosmos import create_cosmos_client
+    from shared.storage.cosmos import create_cosmos_client
 
     async with create_cosmos_client(
         emulators.cosmos_endpoint, emulators.cosmos_key, None

@@ -33,7 +33,7 @@ from shared.budgets.counters import BudgetCounters, Counter, spending
 from shared.budgets.ledger import UsageLedger, UsageRecord
 from shared.budgets.periods import day_of, month_of
 from shared.budgets.policy import BudgetPolicy
-from shared.cosmos import AlreadyExists, CosmosStore
+from shared.storage.cosmos import AlreadyExists, CosmosStore
 from shared.telemetry import meter
 
 log = logging.getLogger(__name__)

@@ -28,7 +28,7 @@ from typing import Any
 
 from shared.budgets.periods import Period
 from shared.budgets.policy import Scope
-from shared.cosmos import (
+from shared.storage.cosmos import (
     AlreadyExists,
     ContainerSpec,
     CosmosStore,

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from shared.budgets.periods import day_of, month_of
-from shared.cosmos import ContainerSpec, CosmosStore
+from shared.storage.cosmos import ContainerSpec, CosmosStore
 
 USAGE_CONTAINER = ContainerSpec("usage", "/tenant")
 

@@ -43,12 +43,12 @@ from shared.cache.entries import (
 from shared.cache.eviction import choose_victims
 from shared.cache.guards import guard_reason
 from shared.cache.keys import cache_partition, normalise_question, question_key
-from shared.cache.l1 import L1Index
+from shared.cache.l1 import l1_mirror
 from shared.cache.options import CacheOptions
 from shared.chat.service import ChatResult
-from shared.cosmos import CosmosStore, CosmosStoreError
 from shared.embeddings import Embedder
 from shared.security.principal import Principal
+from shared.storage.cosmos import CosmosStore, CosmosStoreError
 
 log = logging.getLogger(__name__)
 _VECTOR_MEMO = 256  # question vectors kept between a miss's lookup and its store
@@ -79,7 +79,7 @@ class SemanticCache:
         self._embedder = embedder
         self._clock = clock
         self._monotonic = monotonic
-        self._l1 = L1Index(store, options.refresh_seconds, clock, monotonic)
+        self._l1 = l1_mirror(store, options.refresh_seconds, clock, monotonic)
         self._hits = HitBuffer()
         self._flushed_at = monotonic()
         self._stats: dict[str, PartitionStats] = {}
@@ -155,7 +155,7 @@ class SemanticCache:
     ) -> CacheHit | None:
         """The best L1 candidate that passes the guard and is still in Cosmos."""
         query = vector if vector is not None else await self._embed(question)
-        matrix = await self._l1.matrix(scope.partition)
+        matrix = await self._l1.view(scope.partition)
         candidates = matrix.search(
             query, self.options.similarity_threshold, self.options.candidates, self._clock()
         )
@@ -225,7 +225,7 @@ class SemanticCache:
             now, self.options.ttl_seconds,
         )  # fmt: skip
         stored = await self._store.upsert(CONTAINER, item)
-        self._l1.upsert(scope.partition, stored)
+        self._l1.apply(scope.partition, [stored])
         self._stats_of(scope.partition).stores += 1
         await self._enforce_limit(scope.partition, item["id"])
         await self._flush_if_due()

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from shared.chat.service import ChatResult, Citation
-from shared.cosmos import ContainerSpec
 from shared.llm.types import Usage
+from shared.storage.cosmos import ContainerSpec
 
 CONTAINER = "semantic_cache"
 CACHE_REGION = "cache"

@@ -7,10 +7,13 @@ over a contiguous block (memory-bandwidth bound: bench/cache_latency.py measures
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+
+from shared.vectors import unit
 
 _INITIAL_ROWS = 16
 
@@ -22,13 +25,6 @@ class Candidate:
     entry_id: str
     similarity: float  # cosine similarity in [0, 1] (vectors are unit length)
     question: str
-
-
-def unit(vector: Sequence[float] | np.ndarray) -> np.ndarray:
-    """`vector` as float32 scaled to length 1 (a zero vector stays zero)."""
-    array = np.asarray(vector, dtype=np.float32)
-    norm = float(np.linalg.norm(array))
-    return array / norm if norm > 0 else array
 
 
 class PartitionMatrix:
@@ -90,6 +86,14 @@ class PartitionMatrix:
         self._questions.append(question)
         self._rows[entry_id] = index
         return index
+
+    def live_count(self, now: float) -> int:
+        """How many entries have not expired at `now` (the mirror's count check)."""
+        return self.fresh_count(now)
+
+    def apply(self, row: Mapping[str, Any]) -> None:
+        """Add or replace the entry a cache row describes."""
+        self.upsert(row["id"], row["embedding"], row["question"], row["expires_at"])
 
     def remove(self, entry_id: str) -> bool:
         """Drop one entry (the last row fills its slot); False when absent."""

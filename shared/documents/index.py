@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from shared.cosmos import CosmosStore, PreconditionFailed
+from shared.storage.cosmos import CosmosStore, PreconditionFailed
 
 CHUNKS = "chunks"
 MANIFESTS = "manifests"

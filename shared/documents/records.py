@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.cosmos import CosmosStore
+from shared.storage.cosmos import CosmosStore
 
 DOCUMENTS = "documents"
 DEFAULT_TENANT = "default"

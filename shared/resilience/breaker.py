@@ -25,14 +25,14 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal, Protocol
 from urllib.parse import quote
 
-from shared.cosmos import (
+from shared.resilience.retry import cap
+from shared.storage.cosmos import (
     AlreadyExists,
     ContainerSpec,
     CosmosStore,
     ItemNotFound,
     PreconditionFailed,
 )
-from shared.resilience.retry import cap
 
 log = logging.getLogger(__name__)
 

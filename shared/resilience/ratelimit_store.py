@@ -11,14 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from shared.cosmos import (
+from shared.resilience.ratelimit_buckets import BucketState
+from shared.storage.cosmos import (
     AlreadyExists,
     ContainerSpec,
     CosmosStore,
     ItemNotFound,
     PreconditionFailed,
 )
-from shared.resilience.ratelimit_buckets import BucketState
 
 # An idle bucket is full again within a minute (or after repaying its debt), and a missing item
 # reads as full, so expiring items a day after their last write forgets nothing that matters.

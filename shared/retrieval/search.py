@@ -13,38 +13,30 @@
   the container, which our provisioning does not create, and fails the query without them.
   The cost: an exact-term chunk outside the top CANDIDATES by vector is not found.
 
-Freshness of the memory index (per tenant, at most once per `refresh_seconds`):
-1. delta: every chunk with `_ts >= last seen _ts` (">=" because `_ts` has one-second
-   resolution: a write in the same second as the last one seen is read again, harmlessly);
-   live ones are upserted, others removed;
-2. count: `SELECT VALUE COUNT(1)` of live chunks. After the delta the index holds every live
-   chunk plus any deleted since (deletes leave no trace in a `_ts` query), so the counts are
-   equal exactly when nothing was deleted;
-3. only when they differ: list the live ids, drop the missing ones and fetch any the index
-   lacks (a status flip the delta could not see).
-Two cheap queries per refresh; the id listing only after a deletion. A write racing a refresh
-can make one refresh miss a deletion; the next refresh after writes stop is exact.
+The memory index is a `shared.storage.mirror.PartitionMirror` of the chunks container, one view
+per tenant holding its live chunks (delta by `_ts`, a live count, ids re-listed only after a
+deletion; at most one refresh per tenant every `refresh_seconds`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
-from shared.cosmos import CosmosStore
 from shared.documents.index import CHUNKS, LIVE
 from shared.retrieval.access import acl_sql, is_searchable
 from shared.retrieval.filters import Node, compile_filter, matches, parse_filter
 from shared.retrieval.fusion import RRF_K, reciprocal_rank_fusion
 from shared.retrieval.keyword import TermCounts, bm25_scores
 from shared.security.principal import Principal
+from shared.storage.cosmos import CosmosStore
+from shared.storage.mirror import Liveness, PartitionMirror
+from shared.vectors import unit
 
 if TYPE_CHECKING:
     from shared.embeddings import Embedder
@@ -106,13 +98,6 @@ class VectorSearch(Protocol):
     async def search(self, request: SearchRequest) -> list[RetrievedChunk]:
         """The best `request.top_k` chunks the principal may read, best first."""
         ...
-
-
-def unit(vector: Sequence[float]) -> np.ndarray:
-    """`vector` as float32 scaled to length 1 (a zero vector stays zero)."""
-    array = np.asarray(vector, dtype=np.float32)
-    norm = float(np.linalg.norm(array))
-    return array / norm if norm > 0 else array
 
 
 def fuse(
@@ -200,6 +185,14 @@ class TenantIndex:
         self._vectors[item["id"]] = vector
         self._matrix = None
 
+    def apply(self, row: Mapping[str, Any]) -> None:
+        """Adds or replaces a live chunk (the mirror's view protocol)."""
+        self.upsert(row)
+
+    def live_count(self, now: float) -> int:
+        """Every chunk held is live (the mirror's count check)."""
+        return len(self._entries)
+
     def remove(self, chunk_id: str) -> bool:
         """Drops a chunk; False when it was not indexed."""
         if self._entries.pop(chunk_id, None) is None:
@@ -261,19 +254,15 @@ def _ranking(keys: list[str], scores: np.ndarray, positive: bool) -> list[str]:
     return [keys[index] for index in order if not positive or scores[index] > 0]
 
 
-@dataclass
-class _TenantState:
-    """A tenant's index and how fresh it is."""
-
-    index: TenantIndex = field(default_factory=TenantIndex)
-    last_ts: int = 0
-    refreshed_at: float = -math.inf
-    loaded: bool = False
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+LIVE_CHUNKS = Liveness(
+    where="c.status = @live",
+    parameters=lambda now: {"@live": LIVE},
+    is_live=lambda row, now: row.get("status") == LIVE,
+)
 
 
 class InMemoryIndex:
-    """Per-tenant in-process indexes, refreshed from the Cosmos chunks container."""
+    """Per-tenant in-process indexes: a mirror of the Cosmos chunks container's live chunks."""
 
     def __init__(
         self,
@@ -281,10 +270,11 @@ class InMemoryIndex:
         refresh_seconds: float = REFRESH_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._store = store
-        self._refresh_seconds = refresh_seconds
-        self._clock = clock
-        self._tenants: dict[str, _TenantState] = {}
+        """`clock` schedules refreshes (liveness does not depend on time)."""
+        self._mirror: PartitionMirror[TenantIndex] = PartitionMirror(
+            store, CHUNKS, (*FIELDS, "embedding"), LIVE_CHUNKS, TenantIndex, refresh_seconds,
+            monotonic=clock,
+        )  # fmt: skip
 
     async def search(self, request: SearchRequest) -> list[RetrievedChunk]:
         """Refreshes the tenant's index if due, then searches it."""
@@ -293,76 +283,11 @@ class InMemoryIndex:
 
     async def tenant_index(self, tenant: str) -> TenantIndex:
         """The tenant's index, refreshed first when the last refresh is older than allowed."""
-        state = self._tenants.setdefault(tenant, _TenantState())
-        if self._clock() - state.refreshed_at >= self._refresh_seconds:
-            async with state.lock:  # one refresh at a time; waiters then find it fresh
-                if self._clock() - state.refreshed_at >= self._refresh_seconds:
-                    await self._refresh_or_keep(tenant, state)
-        return state.index
+        return await self._mirror.view(tenant)
 
     async def refresh(self, tenant: str) -> TenantIndex:
         """Refreshes the tenant's index now, whatever its age."""
-        state = self._tenants.setdefault(tenant, _TenantState())
-        async with state.lock:
-            await self._sync(tenant, state)
-            state.refreshed_at = self._clock()
-        return state.index
-
-    async def _refresh_or_keep(self, tenant: str, state: _TenantState) -> None:
-        """A failed refresh keeps serving the last good index; a failed first load raises."""
-        try:
-            await self._sync(tenant, state)
-        except Exception:
-            if not state.loaded:
-                raise
-            log.warning(
-                "refreshing the %s index failed; serving the last one", tenant, exc_info=True
-            )
-        state.refreshed_at = self._clock()
-
-    async def _sync(self, tenant: str, state: _TenantState) -> None:
-        """Delta by _ts, then a live count; ids are re-listed only when the counts differ."""
-        await self._apply_delta(tenant, state)
-        live = await self._store.query(
-            CHUNKS,
-            "SELECT VALUE COUNT(1) FROM c WHERE c.tenant = @pk AND c.status = @live",
-            {"@pk": tenant, "@live": LIVE},
-            tenant,
-        )
-        if live and live[0] != len(state.index):
-            await self._reconcile(tenant, state)
-        state.loaded = True
-
-    async def _apply_delta(self, tenant: str, state: _TenantState) -> None:
-        """Applies every chunk written at or after the last `_ts` seen."""
-        select = ", ".join(f"c.{name}" for name in (*FIELDS, "embedding", "_ts"))
-        rows = await self._store.query_partition(
-            CHUNKS, tenant, "c._ts >= @since", {"@since": state.last_ts}, select=select
-        )
-        for row in rows:
-            if row.get("status") == LIVE:
-                state.index.upsert(row)
-            else:
-                state.index.remove(row["id"])
-            state.last_ts = max(state.last_ts, int(row.get("_ts") or 0))
-
-    async def _reconcile(self, tenant: str, state: _TenantState) -> None:
-        """Drops chunks no longer live; fetches live ones the delta missed."""
-        listed = await self._store.query_partition(
-            CHUNKS, tenant, "c.status = @live", {"@live": LIVE}, select="c.id"
-        )
-        live_ids = {row["id"] for row in listed}
-        for chunk_id in state.index.ids - live_ids:
-            state.index.remove(chunk_id)
-        missing = sorted(live_ids - state.index.ids)
-        if missing:
-            select = ", ".join(f"c.{name}" for name in (*FIELDS, "embedding"))
-            rows = await self._store.query_partition(
-                CHUNKS, tenant, "ARRAY_CONTAINS(@ids, c.id)", {"@ids": missing}, select=select
-            )
-            for row in rows:
-                if row.get("status") == LIVE:
-                    state.index.upsert(row)
+        return await self._mirror.refresh(tenant)
 
 
 # Cosmos vector search --------------------------------------------------------------------------

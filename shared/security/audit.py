@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from shared import telemetry
-from shared.cosmos import AlreadyExists, ContainerSpec, CosmosStore
+from shared.storage.cosmos import AlreadyExists, ContainerSpec, CosmosStore
 from shared.telemetry import meter
 
 log = logging.getLogger(__name__)

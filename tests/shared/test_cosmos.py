@@ -10,7 +10,7 @@ import pytest
 from azure.cosmos.aio import CosmosClient
 from azure.cosmos.exceptions import CosmosHttpResponseError
 
-from shared.cosmos import (
+from shared.storage.cosmos import (
     EMULATOR,
     AlreadyExists,
     BatchFailed,

@@ -10,7 +10,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
 from azure.storage.blob.aio import BlobServiceClient, ContainerClient
 
-from shared.storage import create_blob_service_client, ensure_containers
+from shared.storage.blobs import create_blob_service_client, ensure_containers
 
 if TYPE_CHECKING:
     from tests.conftest import EmulatorEndpoints

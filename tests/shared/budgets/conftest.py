@@ -10,8 +10,8 @@ import pytest
 
 from shared.budgets.counters import BUDGETS_CONTAINER, BudgetCounters
 from shared.budgets.ledger import USAGE_CONTAINER, UsageLedger
-from shared.cosmos import EMULATOR, CosmosStore, create_cosmos_client
 from shared.routing.cost import RouterOptions, parse_prices
+from shared.storage.cosmos import EMULATOR, CosmosStore, create_cosmos_client
 
 if TYPE_CHECKING:
     from tests.conftest import EmulatorEndpoints

@@ -18,8 +18,8 @@ from shared.budgets.audit import AuditOptions, BudgetAuditor
 from shared.budgets.counters import BudgetCounters, CounterKey, spending
 from shared.budgets.ledger import UsageLedger
 from shared.budgets.policy import Scope, parse_budgets
-from shared.cosmos import CosmosStore
 from shared.security.principal import Principal
+from shared.storage.cosmos import CosmosStore
 from tests.shared.budgets.conftest import ROUTER, FakeClock
 from tests.shared.budgets.helpers import decision_at, usage
 

@@ -30,8 +30,8 @@ from shared.budgets.counters import (
 )
 from shared.budgets.periods import day_of
 from shared.budgets.policy import Scope, parse_budgets
-from shared.cosmos import EMULATOR, CosmosStore, create_cosmos_client
 from shared.security.principal import Principal
+from shared.storage.cosmos import EMULATOR, CosmosStore, create_cosmos_client
 from tests.shared.budgets.conftest import ROUTER
 from tests.shared.budgets.helpers import decision_at
 

@@ -11,10 +11,10 @@ from azure.cosmos.aio import CosmosClient
 
 from shared.cache import CacheOptions, CacheScope, SemanticCache
 from shared.chat.service import ChatResult, Citation
-from shared.cosmos import EMULATOR, CosmosStore
 from shared.embeddings.local import LocalEmbedder
 from shared.llm.types import Usage
 from shared.security.principal import Principal
+from shared.storage.cosmos import EMULATOR, CosmosStore
 
 if TYPE_CHECKING:
     pass

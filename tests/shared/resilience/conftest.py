@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from shared.cosmos import EMULATOR, CosmosStore
+from shared.storage.cosmos import EMULATOR, CosmosStore
 
 
 @pytest.fixture

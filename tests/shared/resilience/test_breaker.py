@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from shared.cosmos import EMULATOR, CosmosStore, create_cosmos_client
 from shared.resilience.breaker import (
     BREAKERS_CONTAINER,
     BreakerBoard,
@@ -22,6 +21,7 @@ from shared.resilience.breaker import (
     phase,
     try_acquire_probe,
 )
+from shared.storage.cosmos import EMULATOR, CosmosStore, create_cosmos_client
 
 if TYPE_CHECKING:
     from tests.conftest import EmulatorEndpoints

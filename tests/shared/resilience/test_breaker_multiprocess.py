@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from shared.cosmos import EMULATOR, CosmosStore, create_cosmos_client
 from shared.resilience.breaker import (
     BREAKERS_CONTAINER,
     BreakerBoard,
     BreakerPolicy,
     CosmosBreakerStore,
 )
+from shared.storage.cosmos import EMULATOR, CosmosStore, create_cosmos_client
 
 if TYPE_CHECKING:
     from tests.conftest import EmulatorEndpoints

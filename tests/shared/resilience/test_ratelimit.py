@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 import pytest
 from azure.core.exceptions import ServiceRequestError
 
-from shared.cosmos import CosmosStore
 from shared.resilience.ratelimit import (
     DEFAULT_RATE_LIMITS_JSON,
     Decision,
@@ -39,6 +38,7 @@ from shared.resilience.ratelimit_store import (
     Stored,
 )
 from shared.security.principal import Principal
+from shared.storage.cosmos import CosmosStore
 
 if TYPE_CHECKING:
     pass

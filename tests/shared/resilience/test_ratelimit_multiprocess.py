@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from shared.cosmos import EMULATOR, CosmosStore, create_cosmos_client
 from shared.resilience.ratelimit import RateLimiter, RateLimits, bucket_ids
 from shared.resilience.ratelimit_store import RATE_LIMITS_CONTAINER, CosmosBucketStore
 from shared.security.principal import Principal
+from shared.storage.cosmos import EMULATOR, CosmosStore, create_cosmos_client
 
 if TYPE_CHECKING:
     from multiprocessing.queues import Queue

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import pytest_asyncio
 
-from shared.cosmos import EMULATOR, CosmosStore, create_cosmos_client
 from shared.documents.chunking import ChunkingOptions, chunk_layout
 from shared.documents.engines.local import LocalEngine
 from shared.documents.index import CHUNKS, LIVE, STAGED, ChunkDraft, chunk_ids, chunk_item
@@ -26,6 +25,7 @@ from shared.retrieval.condense import standalone_question
 from shared.retrieval.search import InMemoryIndex, Retriever
 from shared.security.principal import Principal
 from shared.services import CONTAINERS
+from shared.storage.cosmos import EMULATOR, CosmosStore, create_cosmos_client
 from tests.fixtures import documents as fixtures
 
 if TYPE_CHECKING:

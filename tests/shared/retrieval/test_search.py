@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from shared.cosmos import AZURE, EMULATOR
 from shared.retrieval.filters import MATCH_ALL, InvalidFilter, parse_filter
 from shared.retrieval.search import (
     CosmosVectorIndex,
@@ -23,6 +22,7 @@ from shared.retrieval.search import (
     vector_query,
 )
 from shared.security.principal import Principal
+from shared.storage.cosmos import AZURE, EMULATOR
 
 ALICE = Principal(user_id="alice", tenant="acme", groups=("sales",))
 
@@ -204,8 +204,8 @@ def test_build_retriever_picks_the_mode() -> None:
 async def test_vector_distance_on_real_azure() -> None:
     from azure.identity.aio import DefaultAzureCredential
 
-    from shared.cosmos import CosmosStore, create_cosmos_client
     from shared.services import CONTAINERS
+    from shared.storage.cosmos import CosmosStore, create_cosmos_client
 
     endpoint = os.environ["DOCGATE_AZURE_COSMOS_ENDPOINT"]
     database = os.environ.get("DOCGATE_AZURE_COSMOS_DATABASE", "docgate")

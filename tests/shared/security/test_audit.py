@@ -12,7 +12,6 @@ from azure.cosmos.aio import CosmosClient
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
-from shared.cosmos import EMULATOR, CosmosStore
 from shared.security.audit import (
     AUDIT_CONTAINER,
     UNKNOWN_TENANT,
@@ -20,6 +19,7 @@ from shared.security.audit import (
     AuditLog,
     parse_filter,
 )
+from shared.storage.cosmos import EMULATOR, CosmosStore
 
 if TYPE_CHECKING:
     pass
