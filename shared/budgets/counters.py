@@ -18,7 +18,6 @@ The partition key is the id, so every operation is a 1-RU point read or write.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 import time
@@ -28,13 +27,8 @@ from typing import Any
 
 from shared.budgets.periods import Period
 from shared.budgets.policy import Scope
-from shared.storage.cosmos import (
-    AlreadyExists,
-    ContainerSpec,
-    CosmosStore,
-    ItemNotFound,
-    PreconditionFailed,
-)
+from shared.storage.cas import CosmosCasStore, KeyLocks, Versioned, compare_and_swap
+from shared.storage.cosmos import ContainerSpec, CosmosStore
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +174,29 @@ def spending(spent_usd: float) -> Transition:
 # The store ---------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class CounterCodec:
+    """Counters as Cosmos items: the counter id is the item id and the partition key."""
+
+    clock: Callable[[], float]
+
+    def key_of(self, counter: Counter) -> str:
+        """The counter id."""
+        return counter.key.id
+
+    def item_id(self, key: str) -> str:
+        """The counter id itself."""
+        return key
+
+    def to_item(self, counter: Counter) -> dict[str, Any]:
+        """The item, stamped with when it was written."""
+        return counter.to_item(self.clock())
+
+    def from_item(self, item: dict[str, Any]) -> Counter:
+        """The counter."""
+        return Counter.from_item(item)
+
+
 class BudgetCounters:
     """Counters in the Cosmos container `budgets` (partition key /id)."""
 
@@ -194,10 +211,11 @@ class BudgetCounters:
         """Use `container` of `store`; a write gives up after `max_attempts` lost races."""
         self._store = store
         self._container = container
+        self._items = CosmosCasStore(store, container, CounterCodec(clock))
         self._clock = clock
         self._max_attempts = max_attempts
         self._backoff = backoff_seconds
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._lock = KeyLocks()
         self.lost_races = 0  # writes another instance beat: how contended the counters are
 
     def now(self) -> float:
@@ -205,9 +223,8 @@ class BudgetCounters:
         return self._clock()
 
     async def read(self, key: CounterKey) -> Counter:
-        """The counter (a zero counter without ETag when it has never been written)."""
-        item = await self._store.read(self._container, key.id, key.id)
-        return Counter(key) if item is None else Counter.from_item(item)
+        """The counter (a zero counter when it has never been written)."""
+        return (await self._read(key)).state
 
     async def reserve(
         self, key: CounterKey, reservation_id: str, usd: float, expires: float, limit: float | None
@@ -230,29 +247,23 @@ class BudgetCounters:
         other instances; each lost race re-reads and backs off a little (jittered) before the
         next attempt, so N instances converge instead of colliding in lockstep.
         """
-        async with self._locks.setdefault(key.id, asyncio.Lock()):
-            counter = await self.read(key)
-            for attempt in range(self._max_attempts):
-                now = self._clock()
-                changed = transition(counter, now)
-                if changed is None or changed == counter:
-                    return changed
-                try:
-                    return await self._write(changed, now)
-                except (PreconditionFailed, AlreadyExists, ItemNotFound):
-                    self.lost_races += 1
-                    await asyncio.sleep(random.uniform(0, self._backoff * (1 + attempt)))
-                    counter = await self.read(key)
-        raise CounterContention(f"budget counter {key.id}: {self._max_attempts} lost races")
+        async with self._lock(key.id):
+            swapped = await compare_and_swap(
+                self._items,
+                transition,
+                read=lambda: self._read(key),
+                attempts=self._max_attempts,
+                clock=self._clock,
+                pause=lambda attempt: random.uniform(0, self._backoff * attempt),
+            )
+        self.lost_races += swapped.lost
+        if swapped.outcome == "contended":
+            raise CounterContention(f"budget counter {key.id}: {self._max_attempts} lost races")
+        return None if swapped.outcome == "refused" else swapped.current.state
 
-    async def _write(self, counter: Counter, now: float) -> Counter:
-        """Create (no ETag yet) or replace If-Match the counter's ETag."""
-        item = counter.to_item(now)
-        if counter.etag is None:
-            stored = await self._store.create(self._container, item)
-        else:
-            stored = await self._store.replace(self._container, item, counter.etag)
-        return Counter.from_item(stored)
+    async def _read(self, key: CounterKey) -> Versioned[Counter]:
+        """The counter and its ETag (a zero counter without one when never written)."""
+        return await self._items.get(key.id) or Versioned(Counter(key), None)
 
     async def all(self, period_keys: tuple[str, ...] = ()) -> list[Counter]:
         """Every counter, or those of the given period keys (cross-partition: timers only)."""

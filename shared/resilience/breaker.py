@@ -22,17 +22,20 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 from urllib.parse import quote
 
 from shared.resilience.retry import cap
-from shared.storage.cosmos import (
-    AlreadyExists,
-    ContainerSpec,
-    CosmosStore,
-    ItemNotFound,
-    PreconditionFailed,
+from shared.storage.cas import (
+    CasStore,
+    Conflict,
+    CosmosCasStore,
+    KeyLocks,
+    MemoryCasStore,
+    Versioned,
+    compare_and_swap,
 )
+from shared.storage.cosmos import ContainerSpec, CosmosStore
 
 log = logging.getLogger(__name__)
 
@@ -52,19 +55,6 @@ class BreakerPolicy:
     open_seconds: float = 30.0
     max_open_seconds: float = 30.0  # cap on an opening set by Retry-After
     probe_lease_seconds: float = 30.0  # a probe that never reports frees the lease after this
-
-    @classmethod
-    def from_settings(
-        cls, settings: Any, probe_lease_seconds: float | None = None
-    ) -> BreakerPolicy:
-        """The policy the BREAKER_* and LLM_* settings describe."""
-        return cls(
-            failure_threshold=settings.breaker.failures,
-            window_seconds=settings.breaker.window_seconds,
-            open_seconds=settings.breaker.open_seconds,
-            max_open_seconds=settings.llm.max_retry_after_seconds,
-            probe_lease_seconds=probe_lease_seconds or settings.llm.timeout_seconds,
-        )
 
 
 @dataclass(frozen=True)
@@ -200,91 +190,69 @@ def describe(state: BreakerState, now: float) -> dict[str, Any]:
 
 # Stores -----------------------------------------------------------------------------------
 
-
-@dataclass(frozen=True)
-class Stored:
-    """A breaker state with the version (ETag) it was read or written at."""
-
-    state: BreakerState
-    etag: str | None
+Stored = Versioned  # a breaker state with the ETag it was read or written at
+BreakerConflict = Conflict
+BreakerStore = CasStore[BreakerState]
 
 
-class BreakerConflict(Exception):
-    """A conditional write lost: the item changed (412) or appeared (409) since it was read."""
+class BreakerCodec:
+    """Breaker states as Cosmos items: the key, escaped, is the id and the partition key."""
+
+    def key_of(self, state: BreakerState) -> str:
+        """The breaker's key."""
+        return state.key
+
+    def item_id(self, key: str) -> str:
+        """The escaped key."""
+        return item_id(key)
+
+    def to_item(self, state: BreakerState) -> dict[str, Any]:
+        """The item."""
+        return state.to_item()
+
+    def from_item(self, item: dict[str, Any]) -> BreakerState:
+        """The state."""
+        return BreakerState.from_item(item)
 
 
-class BreakerStore(Protocol):
-    """Where breaker states live; `put` is a compare-and-swap on the ETag."""
-
-    async def get(self, key: str) -> Stored | None:
-        """The stored state, or None when the key has never been written."""
-        ...
-
-    async def put(self, state: BreakerState, etag: str | None) -> Stored:
-        """Write `state` if the stored ETag is still `etag` (None: only if absent)."""
-        ...
-
-    async def all(self) -> list[Stored]:
-        """Every stored breaker."""
-        ...
-
-
-class MemoryBreakerStore:
+class MemoryBreakerStore(MemoryCasStore[BreakerState]):
     """A process-local store with real ETag semantics (tests and single-instance runs)."""
 
     def __init__(self) -> None:
         """Start empty."""
-        self._items: dict[str, Stored] = {}
-        self._version = 0
-
-    async def get(self, key: str) -> Stored | None:
-        """The stored state, or None."""
-        return self._items.get(key)
-
-    async def put(self, state: BreakerState, etag: str | None) -> Stored:
-        """Compare-and-swap on the version string."""
-        current = self._items.get(state.key)
-        if (current.etag if current else None) != etag:
-            raise BreakerConflict(state.key)
-        self._version += 1
-        stored = Stored(state, str(self._version))
-        self._items[state.key] = stored
-        return stored
-
-    async def all(self) -> list[Stored]:
-        """Every stored breaker."""
-        return list(self._items.values())
+        super().__init__(BreakerCodec())
 
 
-class CosmosBreakerStore:
+class CosmosBreakerStore(CosmosCasStore[BreakerState]):
     """Breakers in the Cosmos container `breakers` (partition key /id), one item per key."""
 
     def __init__(self, store: CosmosStore, container: str = BREAKERS_CONTAINER.name) -> None:
         """Use `container` of `store` (registered by the caller: see BREAKERS_CONTAINER)."""
-        self._store = store
-        self._container = container
+        super().__init__(store, container, BreakerCodec())
 
-    async def get(self, key: str) -> Stored | None:
-        """One point read."""
-        identifier = item_id(key)
-        item = await self._store.read(self._container, identifier, identifier)
-        return None if item is None else Stored(BreakerState.from_item(item), item["_etag"])
 
-    async def put(self, state: BreakerState, etag: str | None) -> Stored:
-        """A create (no ETag) or a replace with If-Match; a lost race is BreakerConflict."""
+class _Tolerant:
+    """A breaker store whose failed writes (other than lost races) keep the decision locally:
+    an unreachable breaker store must not take the chat API down with it."""
+
+    def __init__(self, store: BreakerStore) -> None:
+        self.store = store
+        self.ops = store.ops
+
+    async def get(self, key: str) -> Stored[BreakerState] | None:
+        return await self.store.get(key)
+
+    async def put(self, state: BreakerState, etag: str | None) -> Stored[BreakerState]:
         try:
-            if etag is None:
-                item = await self._store.create(self._container, state.to_item())
-            else:
-                item = await self._store.replace(self._container, state.to_item(), etag)
-        except (AlreadyExists, PreconditionFailed, ItemNotFound) as error:
-            raise BreakerConflict(state.key) from error
-        return Stored(BreakerState.from_item(item), item["_etag"])
+            return await self.store.put(state, etag)
+        except Conflict:
+            raise
+        except Exception:  # keep the decision locally; the store may be back next time
+            log.warning("breaker store write failed for %s", state.key, exc_info=True)
+            return Stored(state, etag)
 
-    async def all(self) -> list[Stored]:
-        """Every breaker (a cross-partition query: the admin view only, never the hot path)."""
-        items = await self._store.query(self._container, "SELECT * FROM c")
-        return [Stored(BreakerState.from_item(item), item["_etag"]) for item in items]
+    async def all(self) -> list[Stored[BreakerState]]:
+        return await self.store.all()
 
 
 # The board --------------------------------------------------------------------------------
@@ -312,18 +280,7 @@ class BreakerBoard:
     clock: Clock = time.time
     max_write_attempts: int = 8
     _cache: dict[str, _Cached] = field(default_factory=dict, init=False, repr=False)
-    _locks: dict[str, asyncio.Lock] = field(default_factory=dict, init=False, repr=False)
-
-    @classmethod
-    def from_settings(
-        cls, store: BreakerStore, settings: Any, probe_lease_seconds: float | None = None
-    ) -> BreakerBoard:
-        """A board with the BREAKER_* settings' policy and cache period."""
-        return cls(
-            store,
-            BreakerPolicy.from_settings(settings, probe_lease_seconds),
-            cache_seconds=settings.breaker.cache_seconds,
-        )
+    _locks: KeyLocks = field(default_factory=KeyLocks, init=False, repr=False)
 
     def now(self) -> float:
         """The board's clock (epoch seconds), for callers' `started_at`."""
@@ -390,7 +347,7 @@ class BreakerBoard:
 
     def _lock(self, key: str) -> asyncio.Lock:
         """One lock per key: concurrent requests share one store read and take turns writing."""
-        return self._locks.setdefault(key, asyncio.Lock())
+        return self._locks(key)
 
     def _fresh(self, entry: _Cached, now: float) -> bool:
         """Whether the cached copy may be used without asking the store."""
@@ -440,25 +397,17 @@ class BreakerBoard:
         process take turns (the per-key lock): only other instances can make a write conflict.
         """
         async with self._lock(key):
-            return await self._compare_and_swap(key, transition)
-
-    async def _compare_and_swap(
-        self, key: str, transition: Callable[[BreakerState, float], BreakerState]
-    ) -> tuple[BreakerState, bool]:
-        """The retry loop of `_update`; the caller holds the key's lock."""
-        entry = self._cache.get(key)
-        stored = entry.stored if entry else await self._fetch(key, None)
-        for _ in range(self.max_write_attempts):
-            now = self.clock()
-            changed = transition(stored.state, now)
-            if changed == stored.state:
-                return stored.state, False
-            try:
-                return self._remember(await self.store.put(changed, stored.etag), now).state, True
-            except BreakerConflict:
-                stored = await self._fetch(key, self._cache.get(key))
-            except Exception:  # keep the decision locally; the store may be back next time
-                log.warning("breaker store write failed for %s", key, exc_info=True)
-                return self._remember(Stored(changed, stored.etag), now).state, True
-        log.warning("breaker %s: gave up after %d conflicts", key, self.max_write_attempts)
-        return stored.state, False
+            entry = self._cache.get(key)
+            swapped = await compare_and_swap(
+                _Tolerant(self.store),
+                transition,
+                read=lambda: self._fetch(key, self._cache.get(key)),
+                first=entry.stored if entry else None,
+                attempts=self.max_write_attempts,
+                clock=self.clock,
+            )
+        if swapped.outcome == "written":
+            return self._remember(swapped.current, self.clock()).state, True
+        if swapped.outcome == "contended":
+            log.warning("breaker %s: gave up after %d conflicts", key, self.max_write_attempts)
+        return swapped.current.state, False

@@ -45,7 +45,6 @@ import logging
 import math
 import random
 import time
-import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -65,9 +64,10 @@ from shared.resilience.ratelimit_buckets import (
     take,
     wait_seconds,
 )
-from shared.resilience.ratelimit_store import BucketConflict, BucketStore, Stored
+from shared.resilience.ratelimit_store import BucketStore, Stored
 from shared.resilience.retry import full_jitter_backoff
 from shared.security.principal import Principal
+from shared.storage.cas import KeyLocks, compare_and_swap
 
 log = logging.getLogger(__name__)
 
@@ -242,9 +242,7 @@ class RateLimiter:
     backoff_cap_seconds: float = 0.05
     rng: random.Random = field(default_factory=random.Random, repr=False)
     _cache: OrderedDict[str, Stored] = field(default_factory=OrderedDict, init=False, repr=False)
-    _locks: weakref.WeakValueDictionary[str, asyncio.Lock] = field(
-        default_factory=weakref.WeakValueDictionary, init=False, repr=False
-    )
+    _lock: KeyLocks = field(default_factory=KeyLocks, init=False, repr=False)
 
     def buckets_of(self, principal: Principal) -> tuple[Bucket, ...]:
         """The principal's buckets in the fixed admission order: user, then tenant."""
@@ -355,23 +353,19 @@ class RateLimiter:
         only other instances can make a write conflict.
         """
         async with self._lock(bucket.id):
-            cached = self._cache.get(bucket.id)
-            stored, fresh = (cached, False) if cached else (await self._fetch(bucket), True)
-            for attempt in range(1, attempts + 1):
-                changed = transition(stored.state, self.clock())
-                if changed is None:
-                    if fresh:
-                        return "refused", stored
-                    stored, fresh = await self._fetch(bucket), True
-                    continue
-                try:
-                    return "written", self._remember(await self.store.put(changed, stored.etag))
-                except BucketConflict:
-                    if attempt == attempts:
-                        break  # a re-read no try will use
-                    await asyncio.sleep(self._backoff(attempt))
-                    stored, fresh = await self._fetch(bucket), True
-            return "contended", stored
+            swapped = await compare_and_swap(
+                self.store,
+                transition,
+                read=lambda: self._fetch(bucket),
+                first=self._cache.get(bucket.id),
+                attempts=attempts,
+                clock=self.clock,
+                pause=self._backoff,
+                skip_unchanged=False,
+            )
+        if swapped.outcome == "written":
+            return "written", self._remember(swapped.current)
+        return swapped.outcome, swapped.current
 
     def _backoff(self, attempt: int) -> float:
         """The pause after the `attempt`-th lost write (full jitter, capped)."""
@@ -392,14 +386,6 @@ class RateLimiter:
         while len(self._cache) > self.cache_entries:
             self._cache.popitem(last=False)
         return stored
-
-    def _lock(self, bucket_id: str) -> asyncio.Lock:
-        """This process's lock of a bucket (dropped by the weak map once nobody waits on it)."""
-        lock = self._locks.get(bucket_id)
-        if lock is None:
-            lock = asyncio.Lock()
-            self._locks[bucket_id] = lock
-        return lock
 
     # decisions --------------------------------------------------------------------------------
 
