@@ -2,34 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-from typing import Any
-
-from activities._common import work_area
-from shared.documents.index import FIGURES
-from shared.documents.records import utc_now
-from shared.services import Services
+from activities.context import IngestionContext
+from shared.ingestion.contract import Described, DescribeRequest
 
 
-async def describe_figures(payload: dict[str, Any], services: Services) -> dict[str, Any]:
+async def describe_figures(request: DescribeRequest, context: IngestionContext) -> Described:
     """Describes each figure not yet in the cache; re-ingestion pays nothing twice."""
-    job = payload["job"]
-    work = work_area(services, job)
+    work = context.work_area(request.job)
     described = cached = 0
-    for figure in payload["figures"]:
-        if await services.store.read(FIGURES, figure["sha256"], figure["sha256"]):
+    for figure in request.figures:
+        if await context.figures.has(figure.sha256):
             cached += 1
             continue
-        png = await work.get_bytes(figure["blob"])
-        description = await services.describer.describe(png)
-        await services.store.upsert(
-            FIGURES,
-            {
-                "id": figure["sha256"],
-                "description": asdict(description),
-                "describer": services.describer.name,
-                "created": utc_now(),
-            },
-        )
+        png = await work.get_bytes(figure.blob)
+        description = await context.describer.describe(png)
+        await context.figures.put(figure.sha256, description, context.describer.name)
         described += 1
-    return {"described": described + cached, "cache_hits": cached}
+    return Described(described=described + cached, cache_hits=cached)

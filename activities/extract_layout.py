@@ -11,22 +11,18 @@ from __future__ import annotations
 
 import hashlib
 from itertools import groupby
-from typing import Any
 
-from activities._common import BlobGone, download_version, failed, work_area
+from activities.context import BlobGone, IngestionContext
+from shared.documents.detect import PDF, TEXTUAL_TYPES
 from shared.documents.engines.base import ExtractionError, LayoutEngine
 from shared.documents.layout import ExtractedLayout, Layout, PageRange, SourceDocument
-from shared.services import Services
-
-PDF = "application/pdf"
-TEXTUAL = frozenset(
-    {
-        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-        "application/vnd.openxmlformats-officedocument.presentationml.presentation",
-        "text/plain",
-        "text/markdown",
-        "text/html",
-    }
+from shared.ingestion.contract import (
+    ExtractedPart,
+    ExtractRequest,
+    Failure,
+    Job,
+    figure_leaf,
+    layout_leaf,
 )
 
 
@@ -40,14 +36,14 @@ def _runs(pages: list[int]) -> list[PageRange]:
 
 
 def plan_engines(
-    services: Services, source: SourceDocument, pages: PageRange
+    context: IngestionContext, source: SourceDocument, pages: PageRange
 ) -> list[tuple[LayoutEngine, PageRange | None]]:
     """Which engine reads which pages of this range."""
-    mode = services.settings.extraction.mode
-    cloud = services.azure_engine
-    local = services.local_engine
+    mode = context.extraction_mode
+    cloud = context.azure_engine
+    local = context.local_engine
     whole = pages if source.media_type == PDF else None
-    if cloud is None or mode == "local" or source.media_type in TEXTUAL:
+    if cloud is None or mode == "local" or source.media_type in TEXTUAL_TYPES:
         return [(local, whole)]
     if mode == "azure" or source.media_type != PDF:
         return [(cloud, whole)]
@@ -59,12 +55,10 @@ def plan_engines(
     return [(local, run) for run in _runs(digital)] + [(cloud, run) for run in _runs(scanned)]
 
 
-async def _store_figures(
-    services: Services, job: dict[str, Any], extracted: ExtractedLayout
-) -> None:
+async def _store_figures(context: IngestionContext, job: Job, extracted: ExtractedLayout) -> None:
     """Stores each figure's PNG by hash; marks tiny (decorative) ones skipped."""
-    work = work_area(services, job)
-    minimum = services.settings.ingestion.figure_min_pixels
+    work = context.work_area(job)
+    minimum = context.figure_min_pixels
     for figure in extracted.layout.figures:
         png = extracted.figure_images.get(figure.id)
         if png is None:
@@ -74,7 +68,7 @@ async def _store_figures(
             figure.skipped = f"smaller than {minimum} px"
             continue
         figure.image_sha256 = hashlib.sha256(png).hexdigest()
-        figure.image_blob = await work.put_bytes(f"figures/{figure.image_sha256}.png", png)
+        figure.image_blob = await work.put_bytes(figure_leaf(figure.image_sha256), png)
 
 
 def _engines_by_page(layout: Layout) -> dict[str, list[int]]:
@@ -84,30 +78,28 @@ def _engines_by_page(layout: Layout) -> dict[str, list[int]]:
     return engines
 
 
-async def extract_layout(payload: dict[str, Any], services: Services) -> dict[str, Any]:
-    """Extracts the pages named in the payload; returns where the layout blob is."""
-    job = payload["job"]
-    pages = PageRange(payload["pages"]["first"], payload["pages"]["last"])
+async def extract_layout(request: ExtractRequest, context: IngestionContext) -> ExtractedPart:
+    """Extracts the pages named in the request; returns where the layout blob is."""
+    job = request.job
+    pages = PageRange(request.pages.first, request.pages.last)
     try:
-        content = await download_version(services, job)
+        content = await context.download_version(job)
     except BlobGone as gone:
-        return failed("superseded", str(gone))
-    source = SourceDocument(job["name"], job["media_type"], content, job["page_count"])
+        return ExtractedPart(failed=Failure("superseded", str(gone)))
+    source = SourceDocument(job.name, job.media_type, content, job.page_count)
     layout = Layout()
     try:
-        for engine, subset in plan_engines(services, source, pages):
+        for engine, subset in plan_engines(context, source, pages):
             extracted = await engine.extract(source, subset)
-            await _store_figures(services, job, extracted)
+            await _store_figures(context, job, extracted)
             layout.extend(extracted.layout)
     except ExtractionError as error:
-        return failed("unreadable", f"pages {pages.pages}: {error}")
+        return ExtractedPart(failed=Failure("unreadable", f"pages {pages.pages}: {error}"))
     layout.pages.sort(key=lambda page: page.number)
-    blob = await work_area(services, job).put_json(
-        f"layout-{pages.first:05d}-{pages.last:05d}.json", layout.to_json()
+    blob = await context.work_area(job).put_json(layout_leaf(request.pages), layout.to_json())
+    return ExtractedPart(
+        layout=blob,
+        first=pages.first,
+        engines=_engines_by_page(layout),
+        cost_usd=round(sum(page.cost_usd for page in layout.pages), 6),
     )
-    return {
-        "layout": blob,
-        "first": pages.first,
-        "engines": _engines_by_page(layout),
-        "cost_usd": round(sum(page.cost_usd for page in layout.pages), 6),
-    }

@@ -29,7 +29,7 @@ from azure.storage.blob.aio import BlobServiceClient, ContainerClient
 from azure.storage.queue import TextBase64EncodePolicy
 from azure.storage.queue.aio import QueueClient
 
-from devhost.config import HostConfig
+from devhost.config import HostConfig, UnsetAppSetting, expand_app_settings
 from devhost.functions import BLOB_TRIGGER, FunctionInfo
 from devhost.invoker import Invoker
 
@@ -171,18 +171,6 @@ def resolve_connection(name: str | None, environ: Mapping[str, str]) -> str:
             "supports connection strings only (e.g. UseDevelopmentStorage=true)"
         )
     raise BlobTriggerError(f"app setting {setting!r} (the blob connection) is not set")
-
-
-def expand_app_settings(text: str, environ: Mapping[str, str]) -> str:
-    """Resolves `%Setting%` references, as the host does in binding expressions."""
-
-    def lookup(found: re.Match[str]) -> str:
-        value = environ.get(found.group(1))
-        if value is None:
-            raise BlobTriggerError(f"app setting {found.group(1)!r} (used in {text!r}) is not set")
-        return value
-
-    return re.sub(r"%([^%]+)%", lookup, text)
 
 
 def quote_etag(etag: str) -> str:
@@ -375,7 +363,7 @@ class BlobTriggerPoller:
             path = expand_app_settings(function.trigger["path"], environ)
             pattern = parse_blob_path(path)
             connection = resolve_connection(function.trigger.get("connection"), environ)
-        except BlobTriggerError as error:
+        except (BlobTriggerError, UnsetAppSetting) as error:
             raise BlobTriggerError(f"function {function.name}: {error}") from error
         return _Watch(function, pattern, connection)
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,22 @@ DEFAULT_MAX_REQUEST_BYTES = 100 * 1024 * 1024  # the platform's own request body
 
 class HostConfigError(Exception):
     """`host.json` or `local.settings.json` is missing something the host needs."""
+
+
+class UnsetAppSetting(HostConfigError):
+    """A binding expression names an app setting that is not set."""
+
+
+def expand_app_settings(text: str, environ: Mapping[str, str]) -> str:
+    """Resolves `%Setting%` references, as the host does in binding expressions."""
+
+    def lookup(found: re.Match[str]) -> str:
+        value = environ.get(found.group(1))
+        if value is None:
+            raise UnsetAppSetting(f"app setting {found.group(1)!r} (used in {text!r}) is not set")
+        return value
+
+    return re.sub(r"%([^%]+)%", lookup, text)
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from devhost.functions import (
     HTTP_TRIGGER,
     ORCHESTRATION_TRIGGER,
     TIMER_TRIGGER,
+    WARMUP_TRIGGER,
     FunctionInfo,
     load_functions,
 )
@@ -74,6 +75,8 @@ def describe_functions(config: HostConfig, functions: list[FunctionInfo]) -> lis
             lines.append(f"{function.name}: blobTrigger ({trigger['path']})")
         elif function.trigger_type == TIMER_TRIGGER:
             lines.append(f"{function.name}: timerTrigger ({trigger['schedule']})")
+        elif function.trigger_type == WARMUP_TRIGGER:
+            lines.append(f"{function.name}: warmupTrigger (once, before serving)")
         else:
             lines.append(f"{function.name}: {function.trigger_type}")
     return lines
@@ -146,9 +149,23 @@ class DevHost:
             services.append(scheduler.run)
         return services
 
+    async def warm_up(self) -> None:
+        """Runs the app's warm-up function, as the platform does for a new instance before it
+        routes traffic there; a failure is logged and the host serves anyway."""
+        from azure.functions.warmup import WarmUpContext
+
+        for function in self.functions:
+            if function.trigger_type == WARMUP_TRIGGER:
+                try:
+                    arguments = {function.trigger_arg: WarmUpContext()}
+                    await self.invoker.invoke(function, "warmup", arguments)
+                except Exception:
+                    log.exception("The warm-up function %s failed", function.name)
+
     async def serve(self, stop: asyncio.Event) -> None:
         """Serves until `stop` is set, then shuts everything down."""
         services = self.background_services()  # configuration errors surface before serving
+        await self.warm_up()
         runner = web.AppRunner(self.build_web_app(), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, self.config.listen_host, self.config.port)

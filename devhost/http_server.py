@@ -11,6 +11,7 @@ import azure.functions as func
 from aiohttp import web
 from multidict import CIMultiDict
 
+from devhost import http_streams
 from devhost.config import HostConfig
 from devhost.functions import HTTP_TRIGGER, FunctionInfo
 from devhost.invoker import InvocationFailed, Invoker
@@ -122,9 +123,8 @@ def convert_http_response(result: func.HttpResponse) -> web.Response:
         mimetype = result.mimetype
         text = mimetype.startswith("text/")
         headers["Content-Type"] = f"{mimetype}; charset={result.charset}" if text else mimetype
-    # Real streaming (e.g. SSE) on Azure needs the `azurefunctions-extensions-http-fastapi`
-    # package with PYTHON_ENABLE_INIT_INDEXING and a FastAPI StreamingResponse; the SDK's
-    # HttpResponse body is produced at once, so it is written at once here too.
+    # The SDK's HttpResponse body is produced at once, so it is written at once; streamed
+    # bodies come from HTTP streams functions (devhost/http_streams.py).
     return web.Response(status=result.status_code, headers=headers, body=result.get_body())
 
 
@@ -193,9 +193,12 @@ def make_dispatcher(
         except BodyTooLargeError:
             limit = config.max_request_bytes
             return problem(413, f"The request body exceeds the host's limit of {limit} bytes.")
-        arguments: dict[str, Any] = {
-            function.trigger_arg: build_http_request(request, params, body)
-        }
+        built = (
+            http_streams.build_request(request, params, body)
+            if function.http_streams
+            else build_http_request(request, params, body)
+        )
+        arguments: dict[str, Any] = {function.trigger_arg: built}
         if function.durable_client_arg and client_binding is not None:
             arguments[function.durable_client_arg] = client_binding(function)
         try:
@@ -212,6 +215,11 @@ def make_dispatcher(
                 f"Function '{function.name}' failed; see the host log for details.",
                 invocationId=error.invocation_id,
             )
+        if function.http_streams:
+            if http_streams.is_response(result):
+                return await http_streams.send_response(request, result)
+            log.error("Function %s returned %s, not a Response", function.name, type(result))
+            return problem(500, f"Function '{function.name}' did not return a Response.")
         return convert_result(function, result)
 
     return dispatch

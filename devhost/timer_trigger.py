@@ -20,7 +20,7 @@ from azure.functions.timer import TimerRequestConverter
 from croniter import croniter
 from croniter.croniter import CroniterError
 
-from devhost.config import HostConfig
+from devhost.config import HostConfig, UnsetAppSetting, expand_app_settings
 from devhost.functions import TIMER_TRIGGER, FunctionInfo
 from devhost.invoker import Invoker
 
@@ -128,18 +128,6 @@ def resolve_time_zone(environ: Mapping[str, str]) -> tzinfo:
             f"{TIME_ZONE_SETTING}={name!r} is not an IANA time zone (e.g. Europe/Paris); "
             "Windows zone names are not supported locally"
         ) from error
-
-
-def _expand_settings(text: str, environ: Mapping[str, str]) -> str:
-    """Resolves `%Setting%` references, as the host does in a schedule."""
-
-    def lookup(found: re.Match[str]) -> str:
-        value = environ.get(found.group(1))
-        if value is None:
-            raise TimerTriggerError(f"app setting {found.group(1)!r} (in {text!r}) is not set")
-        return value
-
-    return re.sub(r"%([^%]+)%", lookup, text)
 
 
 @dataclass(frozen=True)
@@ -268,8 +256,8 @@ class TimerScheduler:
             )
         trigger = function.trigger
         try:
-            schedule = parse_schedule(_expand_settings(str(trigger["schedule"]), environ))
-        except TimerTriggerError as error:
+            schedule = parse_schedule(expand_app_settings(str(trigger["schedule"]), environ))
+        except (TimerTriggerError, UnsetAppSetting) as error:
             raise TimerTriggerError(f"function {function.name}: {error}") from error
         return _Timer(
             function=function,

@@ -9,11 +9,32 @@ reason, keeps the blob (tagged) and discards a half-written version.
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import azure.durable_functions as df
+from azure.durable_functions.models.Task import TaskBase
+
+from activities import registry as steps
+from activities.registry import Step
+from shared.ingestion.contract import (
+    Checked,
+    Contract,
+    DescribeRequest,
+    EmbedRequest,
+    ExtractRequest,
+    FailureReport,
+    IndexRequest,
+    Job,
+    Merged,
+    MergeRequest,
+    PageSpan,
+    Summary,
+    Upload,
+)
+
+Out = TypeVar("Out", bound=Contract)
 
 # Transient failures (throttling, timeouts, 5xx) get spaced retries; the activities raise
 # permanent problems as a rejection result instead, so they are not retried.
@@ -43,12 +64,22 @@ class PermanentFailure(Exception):
         self.reason = reason
 
 
-def require(result: Any) -> Any:
-    """Raises the first permanent failure an activity (or a fan-out of them) reported."""
-    for item in result if isinstance(result, list) else [result]:
-        if isinstance(item, dict) and item.get("failed"):
-            raise PermanentFailure(item["failed"]["code"], item["failed"]["reason"])
-    return result
+def require(results: Out | Sequence[Out]) -> Any:
+    """Raises the first permanent failure a step (or a fan-out of them) reported."""
+    for item in results if isinstance(results, Sequence) else [results]:
+        failed = getattr(item, "failed", None)
+        if failed is not None:
+            raise PermanentFailure(failed.code, failed.reason)
+    return results
+
+
+def call(
+    context: df.DurableOrchestrationContext, step: Step[Any, Out], payload: Contract
+) -> TaskBase:
+    """Schedules `step` with retries for transient failures."""
+    return context.call_activity_with_retry(
+        step.activity, TRANSIENT_RETRY, payload.as_json(), expected_type=dict
+    )
 
 
 def progress(step: str, percent: int, **details: Any) -> dict[str, Any]:
@@ -56,10 +87,10 @@ def progress(step: str, percent: int, **details: Any) -> dict[str, Any]:
     return {"step": step, "percent": percent, **details}
 
 
-def page_batches(page_count: int, pages_per_batch: int) -> list[dict[str, int]]:
+def page_batches(page_count: int, pages_per_batch: int) -> list[PageSpan]:
     """Page ranges of at most `pages_per_batch` pages covering the document, in order."""
     return [
-        {"first": first, "last": min(first + pages_per_batch - 1, page_count)}
+        PageSpan(first, min(first + pages_per_batch - 1, page_count))
         for first in range(1, page_count + 1, pages_per_batch)
     ]
 
@@ -85,15 +116,15 @@ class _Clock:
 
 def ingest(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str, Any]]:
     """Runs the pipeline for the upload in the input; returns the outcome."""
-    upload = context.get_input()
+    upload = Upload.parse(context.get_input(expected_type=dict))
     clock = _Clock(context)
     context.set_custom_status(progress("validate", 0))
-    checked = yield context.call_activity_with_retry("validate_upload", TRANSIENT_RETRY, upload)
-    if checked["outcome"] != "accepted":
+    checked: Checked = steps.validate.result((yield call(context, steps.validate, upload)))
+    if checked.outcome != "accepted" or checked.job is None:
         # rejected (already recorded as failed), unchanged, superseded or missing
-        context.set_custom_status(progress("done", 100, outcome=checked["outcome"]))
-        return checked
-    job = checked["job"]
+        context.set_custom_status(progress("done", 100, outcome=checked.outcome))
+        return checked.as_json()
+    job = checked.job
     clock.lap("validate")
     try:
         result = yield from _index_version(context, job, clock)
@@ -107,100 +138,67 @@ def ingest(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[
 
 
 def _fail(
-    context: df.DurableOrchestrationContext, job: dict[str, Any], code: str, reason: str
+    context: df.DurableOrchestrationContext, job: Job, code: str, reason: str
 ) -> Generator[Any, Any, dict[str, Any]]:
     """Records the failure (the blob is kept and tagged; a half-written version discarded)."""
     step = (context.custom_status or {}).get("step")
-    failure = {"job": job, "step": step, "code": code, "reason": reason}
-    yield context.call_activity_with_retry("fail_document", TRANSIENT_RETRY, failure)
+    yield call(context, steps.fail, FailureReport(job, step, code, reason))
     context.set_custom_status(progress("failed", 100, step_failed=step, reason=reason))
-    return {"outcome": "failed", "code": code, "reason": reason, "document_id": job["document_id"]}
+    return {"outcome": "failed", "code": code, "reason": reason, "document_id": job.document_id}
 
 
 def _index_version(
-    context: df.DurableOrchestrationContext, job: dict[str, Any], clock: _Clock
+    context: df.DurableOrchestrationContext, job: Job, clock: _Clock
 ) -> Generator[Any, Any, dict[str, Any]]:
     """Extraction through indexing for an accepted document version."""
-    batches = page_batches(job["page_count"], job["pages_per_batch"])
+    batches = page_batches(job.page_count, job.pages_per_batch)
     context.set_custom_status(progress("extract", PROGRESS["validate"], batches=len(batches)))
-    parts = require(
-        (
-            yield context.task_all(
-                [
-                    context.call_activity_with_retry(
-                        "extract_layout", TRANSIENT_RETRY, {"job": job, "pages": batch}
-                    )
-                    for batch in batches
-                ]
-            )
-        )
-    )
+    extracting = [call(context, steps.extract, ExtractRequest(job, pages)) for pages in batches]
+    parts = require([steps.extract.result(raw) for raw in (yield context.task_all(extracting))])
     clock.lap("extract")
 
     context.set_custom_status(progress("merge", PROGRESS["extract"]))
-    merged = require(
-        (
-            yield context.call_activity_with_retry(
-                "merge_layout", TRANSIENT_RETRY, {"job": job, "parts": parts}
-            )
-        )
-    )
+    raw = yield call(context, steps.merge, MergeRequest(job, parts))
+    merged: Merged = require(steps.merge.result(raw))
     clock.lap("merge")
 
-    context.set_custom_status(
-        progress("figures", PROGRESS["merge"], figures=len(merged["figures"]))
-    )
+    context.set_custom_status(progress("figures", PROGRESS["merge"], figures=len(merged.figures)))
     describing = [
-        context.call_activity_with_retry(
-            "describe_figures", TRANSIENT_RETRY, {"job": job, "figures": group}
-        )
-        for group in groups(merged["figures"], FIGURES_PER_ACTIVITY)
+        call(context, steps.describe, DescribeRequest(job, group))
+        for group in groups(merged.figures, FIGURES_PER_ACTIVITY)
     ]
     # task_all of nothing yields None: a document without figures skips the fan-out.
-    described = require((yield context.task_all(describing))) if describing else []
+    described = (
+        [steps.describe.result(raw) for raw in (yield context.task_all(describing))]
+        if describing
+        else []
+    )
     clock.lap("figures")
 
     context.set_custom_status(progress("chunk", PROGRESS["figures"]))
-    chunked = require(
-        (yield context.call_activity_with_retry("chunk_document", TRANSIENT_RETRY, job))
-    )
+    chunked = require(steps.chunk.result((yield call(context, steps.chunk, job))))
     clock.lap("chunk")
 
-    context.set_custom_status(progress("embed", PROGRESS["chunk"], chunks=chunked["chunks"]))
-    require(
-        (
-            yield context.task_all(
-                [
-                    context.call_activity_with_retry(
-                        "embed_chunks", TRANSIENT_RETRY, {"job": job, "batch": batch}
-                    )
-                    for batch in chunked["batches"]
-                ]
-            )
-        )
-    )
+    context.set_custom_status(progress("embed", PROGRESS["chunk"], chunks=chunked.chunks))
+    embedding = [call(context, steps.embed, EmbedRequest(job, batch)) for batch in chunked.batches]
+    require([steps.embed.result(raw) for raw in (yield context.task_all(embedding))])
     clock.lap("embed")
 
     context.set_custom_status(progress("index", PROGRESS["embed"]))
-    summary = {
-        "counts": {
-            "pages": job["page_count"],
-            "tables": merged["tables"],
-            "figures": len(merged["figures"]),
-            "figures_described": sum(item["described"] for item in described),
-            "chunks": chunked["chunks"],
+    summary = Summary(
+        counts={
+            "pages": job.page_count,
+            "tables": merged.tables,
+            "figures": len(merged.figures),
+            "figures_described": sum(item.described for item in described),
+            "chunks": chunked.chunks,
         },
-        "engines": merged["engines"],
-        "cost_usd": merged["cost_usd"],
-        "figure_hashes": [figure["sha256"] for figure in merged["figures"]],
-        "timings": clock.timings,
-    }
-    indexed = require(
-        (
-            yield context.call_activity_with_retry(
-                "index_document", TRANSIENT_RETRY, {"job": job, "summary": summary}
-            )
-        )
+        engines=merged.engines,
+        cost_usd=merged.cost_usd,
+        figure_hashes=[figure.sha256 for figure in merged.figures],
+        timings=clock.timings,
     )
+    raw = yield call(context, steps.index, IndexRequest(job, summary))
+    indexed = require(steps.index.result(raw))
     clock.lap("index")
-    return {**indexed, **summary, "timings": clock.timings}
+    return {**indexed.as_json(), **summary.as_json(), "timings": clock.timings}

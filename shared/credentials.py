@@ -12,20 +12,13 @@ import logging
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.identity.aio import DefaultAzureCredential
 
-from shared.config import Settings
-
 log = logging.getLogger(__name__)
-_credential: AsyncTokenCredential | None = None
 
 
-def get_credential(settings: Settings) -> AsyncTokenCredential:
-    """The process-wide async credential, created on first use."""
-    global _credential
-    if _credential is None:
-        client_id = settings.identity.client_id
-        _credential = DefaultAzureCredential(managed_identity_client_id=client_id)
-        log.info(
-            "Azure credential: DefaultAzureCredential (%s managed identity)",
-            "user-assigned" if client_id else "system-assigned",
-        )
-    return _credential
+def create_credential(client_id: str | None) -> AsyncTokenCredential:
+    """The app's async credential (the wiring creates one per process, on first use)."""
+    log.info(
+        "Azure credential: DefaultAzureCredential (%s managed identity)",
+        "user-assigned" if client_id else "system-assigned",
+    )
+    return DefaultAzureCredential(managed_identity_client_id=client_id)

@@ -1,124 +1,188 @@
-"""HTTP plumbing for the app's routes: JSON and problem+json responses, and one wrapper that
-gives every endpoint a span and turns errors into RFC 9457 problem bodies."""
+"""The HTTP edge: every route's span, authentication, and failures as problem+json.
+
+Routes are declared once through `Api.route` (the path, methods, the permission and the error
+shape), which registers the function with the Functions app and wraps it in `endpoint`. The
+app serves HTTP through the Functions HTTP streams support (`azurefunctions-extensions-http-
+fastapi`): handlers take a Starlette/FastAPI `Request` and return a Starlette `Response`, so a
+`StreamingResponse` goes out chunk by chunk, in Azure and under devhost alike.
+
+Which status and problem type a failure gets is decided in one place, `shared.problems`.
+"""
 
 from __future__ import annotations
 
 import functools
-import http
 import inspect
 import json
 import logging
+import typing
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import azure.functions as func
+import azurefunctions.extensions.http.fastapi  # noqa: F401  (turns on HTTP streams)
 from opentelemetry import trace
+from starlette.requests import Request
+from starlette.responses import Response
 
+from shared.problems import Problem, ProblemError, problem_for
+from shared.security.principal import Principal
 from shared.telemetry import current_trace_id, tracer
 
 log = logging.getLogger(__name__)
-Handler = Callable[..., Awaitable[func.HttpResponse]]
+Handler = Callable[..., Awaitable[Response]]
+Render = Callable[[Problem, str], Response]
+Authorize = Callable[[Request], Awaitable[Principal]]
 PROBLEM_JSON = "application/problem+json"
-
-
-class ProblemError(Exception):
-    """A request the caller must fix (4xx), or a dependency outage (503), with a clear detail."""
-
-    def __init__(
-        self,
-        status: int,
-        detail: str,
-        *,
-        title: str | None = None,
-        headers: dict[str, str] | None = None,
-        **extra: Any,
-    ) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
-        self.title = title or http.HTTPStatus(status).phrase
-        self.headers = headers or {}
-        self.extra = extra
+ROUTE_PREFIX = "/api"  # host.json extensions.http.routePrefix
 
 
 def json_response(
     payload: Any, status: int = 200, headers: dict[str, str] | None = None
-) -> func.HttpResponse:
+) -> Response:
     """A JSON response."""
-    return func.HttpResponse(
-        json.dumps(payload, default=str),
-        status_code=status,
-        headers=headers,
-        mimetype="application/json",
-    )
+    body = json.dumps(payload, default=str)
+    return Response(body, status_code=status, headers=headers, media_type="application/json")
 
 
-def problem_response(problem: ProblemError, instance: str | None = None) -> func.HttpResponse:
-    """An `application/problem+json` response for a ProblemError."""
+def problem_response(problem: Problem, instance: str | None = None) -> Response:
+    """An RFC 9457 `application/problem+json` response."""
     body = {
-        "type": "about:blank",
-        "title": problem.title,
+        "type": problem.type,
+        "title": problem.heading,
         "status": problem.status,
         "detail": problem.detail,
         **({"instance": instance} if instance else {}),
         **problem.extra,
     }
-    return func.HttpResponse(
-        json.dumps(body), status_code=problem.status, headers=problem.headers, mimetype=PROBLEM_JSON
+    return Response(
+        json.dumps(body),
+        status_code=problem.status,
+        headers=problem.headers,
+        media_type=PROBLEM_JSON,
+    )
+
+
+def _unexpected() -> Problem:
+    return Problem(
+        500,
+        "docgate failed to serve this request; it has been logged.",
+        extra={"traceId": current_trace_id()},
     )
 
 
 def endpoint(
-    route: str,
-    authenticator: Callable[[func.HttpRequest], Any] | None = None,
-    render: Callable[[ProblemError, str], func.HttpResponse] | None = None,
+    route: str, authorize: Authorize | None = None, render: Render | None = None
 ) -> Callable[[Handler], Handler]:
-    """Wraps a route handler: a span per request, ProblemError -> 4xx/5xx problem body,
-    anything unexpected -> a 500 problem body with only the trace id (details go to the log).
+    """Wraps a route handler: a SERVER span per request, known failures -> their problem (see
+    shared.problems), anything unexpected -> a 500 problem with only the trace id (the details
+    go to the log).
 
-    With an `authenticator`, the caller is authenticated first and the handler receives the
-    principal as its second argument. `render` turns problems into responses (default: RFC 9457
-    problem+json; the OpenAI-compatible routes use OpenAI's error shape).
+    With `authorize`, the caller is authenticated first and the handler receives the principal
+    as its second argument. `render` shapes problems (default RFC 9457 problem+json; the
+    OpenAI-compatible routes use OpenAI's error shape).
     """
     render_problem = render or problem_response
 
     def decorate(handler: Handler) -> Handler:
         @functools.wraps(handler)
-        async def serve(req: func.HttpRequest, **bindings: Any) -> func.HttpResponse:
+        async def serve(req: Request, **bindings: Any) -> Response:
             with tracer().start_as_current_span(
                 f"HTTP {req.method} {route}",
                 kind=trace.SpanKind.SERVER,
                 attributes={"http.request.method": req.method, "http.route": route},
             ) as current:
                 try:
-                    if authenticator is not None:
-                        principal = authenticator(req)
-                        if inspect.isawaitable(principal):
-                            principal = await principal
+                    if authorize is not None:
+                        principal = await authorize(req)
                         current.set_attribute("enduser.id", principal.user_id)
                         response = await handler(req, principal, **bindings)
                     else:
                         response = await handler(req, **bindings)
-                except ProblemError as problem:
+                except Exception as error:
+                    problem = problem_for(error)
+                    if problem is None:
+                        log.exception("Unhandled error in %s %s", req.method, route)
+                        problem = _unexpected()
                     response = render_problem(problem, route)
-                except Exception:
-                    log.exception("Unhandled error in %s %s", req.method, route)
-                    response = render_problem(
-                        ProblemError(
-                            500,
-                            "docgate failed to serve this request; it has been logged.",
-                            traceId=current_trace_id(),
-                        ),
-                        route,
-                    )
                 current.set_attribute("http.response.status_code", response.status_code)
                 return response
 
-        if authenticator is not None:
-            # The Functions SDK binds parameters by name: hide `principal`, which is ours.
-            signature = inspect.signature(handler)
-            kept = [p for i, p in enumerate(signature.parameters.values()) if i != 1]
-            serve.__signature__ = signature.replace(parameters=kept)  # type: ignore[attr-defined]
+        _declare_signature(serve, handler, hide_principal=authorize is not None)
         return serve
 
     return decorate
+
+
+def _declare_signature(serve: Handler, handler: Handler, hide_principal: bool) -> None:
+    """The Functions worker binds parameters by name and checks their types: show it the
+    handler's parameters with resolved annotations, without `principal` (which is ours)."""
+    hints = typing.get_type_hints(handler)
+    signature = inspect.signature(handler)
+    kept = [
+        parameter.replace(annotation=hints.get(parameter.name, parameter.annotation))
+        for index, parameter in enumerate(signature.parameters.values())
+        if not (hide_principal and index == 1)
+    ]
+    resolved = signature.replace(parameters=kept, return_annotation=hints.get("return", Response))
+    serve.__signature__ = resolved  # type: ignore[attr-defined]
+    serve.__annotations__ = {
+        **{parameter.name: parameter.annotation for parameter in kept},
+        "return": resolved.return_annotation,
+    }
+
+
+class Api:
+    """Declares the app's HTTP routes: each path written once, with its permission."""
+
+    def __init__(
+        self,
+        app: Any,
+        authorize: Callable[[str], Authorize],
+        ready: Callable[[], Awaitable[Any]],
+    ) -> None:
+        """`authorize(permission)` checks a caller; `ready()` runs before the first span (the
+        app's start-up: telemetry must be in place before a request's span starts)."""
+        self._app = app
+        self._authorize = authorize
+        self._ready = ready
+
+    def route(
+        self,
+        path: str,
+        methods: list[str],
+        permission: str | None,
+        *,
+        durable_client: bool = False,
+        render: Render | None = None,
+    ) -> Callable[[Handler], Any]:
+        """Registers a handler for `path` (below /api). permission None: anonymous."""
+        authorize = None if permission is None else self._authorize(permission)
+
+        def decorate(handler: Handler) -> Any:
+            wrapped = endpoint(f"{ROUTE_PREFIX}/{path}", authorize, render)(handler)
+            ready = self._ready
+
+            @functools.wraps(wrapped)
+            async def started(req: Request, **bindings: Any) -> Response:
+                await ready()
+                return await wrapped(req, **bindings)
+
+            function: Any = started
+            if durable_client:
+                function = self._app.durable_client_input(client_name="client")(function)
+            return self._app.route(
+                route=path, methods=methods, auth_level=func.AuthLevel.ANONYMOUS
+            )(function)
+
+        return decorate
+
+
+__all__ = [
+    "PROBLEM_JSON",
+    "Api",
+    "ProblemError",
+    "endpoint",
+    "json_response",
+    "problem_response",
+]

@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-import os
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -37,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 
 from azure.core.exceptions import ResourceNotFoundError
 
+from shared.environment import environment
 from shared.telemetry import span
 
 if TYPE_CHECKING:
@@ -44,7 +44,6 @@ if TYPE_CHECKING:
     from azure.core.pipeline.transport import AsyncHttpTransport
     from azure.keyvault.secrets.aio import SecretClient
 
-    from shared.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +171,7 @@ class SecretStore:
             raise ValueError("a Key Vault URL needs a credential")
         self._options = options
         self._credential = credential
-        self._environ = os.environ if environ is None else environ
+        self._environ = environment() if environ is None else environ
         self._clock = clock
         self._transport = transport
         self._client: SecretClient | None = None
@@ -315,14 +314,3 @@ def describe_error(error: Exception) -> str:
     code = getattr(error, "error_code", None) or getattr(odata, "code", None)
     code = code or type(error).__name__
     return f"HTTP {status} {code}" if status else code
-
-
-def create_secret_store(settings: Settings) -> SecretStore:
-    """The app's store from KEY_VAULT_URL and SECRETS_TTL_SECONDS, with the app credential."""
-    from shared.credentials import get_credential
-
-    vault_url = settings.identity.key_vault_url
-    options = SecretStoreOptions(
-        vault_url=vault_url, ttl_seconds=settings.identity.secrets_ttl_seconds
-    )
-    return SecretStore(options, get_credential(settings) if vault_url else None)

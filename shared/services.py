@@ -1,74 +1,159 @@
-"""The process-wide Azure clients, built once from settings through the one credential path."""
+"""The wiring: every component of the process, built from settings on first use.
+
+Wiring only. Each property builds one component and hands it just what it uses: values from
+its settings section and the other components it needs. Engines and models are built on first
+use, so an instance that only serves HTTP never loads OCR or the embedding model. Nothing is
+created at import: `start()` (first use, or the warm-up trigger) configures telemetry, creates
+local resources when DOCGATE_CREATE_RESOURCES is set, and builds the clients.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from collections.abc import Sequence
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from azure.core.credentials import AzureKeyCredential
+from azure.core.credentials_async import AsyncTokenCredential
 from azure.storage.blob.aio import BlobServiceClient
 
-from shared.config import Settings, get_settings
-from shared.credentials import get_credential
+from shared.budgets.counters import BUDGETS_CONTAINER
+from shared.budgets.ledger import USAGE_CONTAINER
+from shared.cache.entries import container_spec as cache_container_spec
+from shared.config import EmbeddingSettings, Settings, get_settings
+from shared.credentials import create_credential
+from shared.documents.figures import FIGURES_CONTAINER
+from shared.documents.index import CHUNKS_CONTAINER, MANIFESTS_CONTAINER
+from shared.documents.records import DOCUMENTS_CONTAINER
 from shared.health import DependencyProbe
-from shared.provisioning import create_local_resources
+from shared.provisioning import create_resources
+from shared.resilience.breaker import BREAKERS_CONTAINER
+from shared.resilience.ratelimit_store import RATE_LIMITS_CONTAINER
+from shared.security.audit import AUDIT_CONTAINER
 from shared.storage import blobs as storage
 from shared.storage import cosmos
+from shared.telemetry import configure_telemetry
 
 if TYPE_CHECKING:
+    from activities.context import IngestionContext
+    from shared.budgets.admission import BudgetGate
+    from shared.budgets.audit import BudgetAuditor
+    from shared.budgets.counters import BudgetCounters
+    from shared.budgets.ledger import UsageLedger
+    from shared.cache import SemanticCache
+    from shared.chat.governance import GovernedChat
+    from shared.chat.service import ChatService
     from shared.documents.engines.base import FigureDescriber, LayoutEngine
+    from shared.documents.figures import FigureCache
+    from shared.documents.lifecycle import DocumentLibrary
     from shared.embeddings import Embedder
+    from shared.resilience.breaker import BreakerBoard
+    from shared.resilience.ratelimit import RateLimiter
+    from shared.routing.cost import RouterOptions
+    from shared.routing.regions import RegionRouter
+    from shared.secrets import SecretStore
+    from shared.security.audit import AuditLog
+    from shared.security.auth import ApiKeys, Authenticator
+    from shared.security.injection import InjectionScreen
 
 log = logging.getLogger(__name__)
 
-# Partitioned by tenant: every query of the API and of retrieval is scoped to one tenant. (One
-# logical partition holds at most 20 GB; a tenant beyond that needs a hierarchical key.)
+# Every Cosmos container docgate uses but the semantic cache's (whose TTL is a setting), from
+# the constants of the modules that own them.
 CONTAINERS: tuple[cosmos.ContainerSpec, ...] = (
-    cosmos.ContainerSpec("documents", "/tenant"),
-    cosmos.ContainerSpec("chunks", "/tenant"),
-    cosmos.ContainerSpec("manifests", "/tenant"),
-    cosmos.ContainerSpec("figures", "/id"),  # figure descriptions by image hash
-    cosmos.ContainerSpec("breakers", "/id"),  # circuit-breaker state shared by all instances
-    cosmos.ContainerSpec("rate_limits", "/id", default_ttl=86_400),  # token buckets
-    cosmos.ContainerSpec("budgets", "/id"),  # budget counters, reservations, status, alerts
-    cosmos.ContainerSpec("usage", "/tenant"),  # the usage ledger: one record per request
-    cosmos.ContainerSpec("audit", "/tenant"),  # the append-only audit log
+    DOCUMENTS_CONTAINER,
+    CHUNKS_CONTAINER,
+    MANIFESTS_CONTAINER,
+    FIGURES_CONTAINER,
+    BREAKERS_CONTAINER,
+    RATE_LIMITS_CONTAINER,
+    BUDGETS_CONTAINER,
+    USAGE_CONTAINER,
+    AUDIT_CONTAINER,
 )
 
 
-def cache_container(settings: Settings) -> cosmos.ContainerSpec:
-    """The semantic cache's container: real TTL in Azure, checked in code everywhere."""
-    from shared.cache.entries import container_spec
-
-    return container_spec(settings.cache.ttl_seconds)
+def cosmos_containers(settings: Settings) -> tuple[cosmos.ContainerSpec, ...]:
+    """Every Cosmos container docgate uses, for these settings (the deployment creates them)."""
+    return (*CONTAINERS, cache_container_spec(settings.cache.ttl_seconds))
 
 
-def containers(settings: Settings) -> tuple[cosmos.ContainerSpec, ...]:
-    """Every Cosmos container docgate uses, for these settings."""
-    return (*CONTAINERS, cache_container(settings))
+def blob_containers(settings: Settings) -> tuple[str, ...]:
+    """Every blob container docgate uses: uploads and ingestion's work area."""
+    return (settings.storage.uploads_container, settings.storage.work_container)
 
 
-LOCAL_EMBEDDING_MODEL = "all-MiniLM-L6-v2-int8"
+def embedder_for(settings: EmbeddingSettings, credential: AsyncTokenCredential | None) -> Embedder:
+    """Azure OpenAI embeddings when configured (a key for local doubles, else the credential),
+    else all-MiniLM-L6-v2 on ONNX Runtime."""
+    if settings.endpoint:
+        from shared.embeddings.azure_openai import AzureOpenAIEmbedder
+
+        return AzureOpenAIEmbedder(
+            endpoint=settings.endpoint,
+            deployment=settings.deployment,
+            api_version=settings.api_version,
+            model=settings.model,
+            dimensions=settings.dimensions,
+            api_key=settings.key or None,
+            credential=None if settings.key else credential,
+        )
+    from shared.embeddings.local import LocalEmbedder
+
+    return LocalEmbedder()
 
 
-@dataclass
 class Services:
-    """Clients and engines shared by every invocation in this worker process.
+    """The process's components, each built once from settings."""
 
-    Engines are built on first use: an instance that only serves HTTP never loads OCR or the
-    embedding model.
-    """
+    def __init__(self, settings: Settings) -> None:
+        """Nothing is created until a component is first asked for."""
+        self.settings = settings
 
-    settings: Settings
-    blobs: BlobServiceClient
-    store: cosmos.CosmosStore
+    # Clients ------------------------------------------------------------------------------
 
-    def _key_or_credential(self, key: str | None) -> Any:
-        from azure.core.credentials import AzureKeyCredential
+    @cached_property
+    def credential(self) -> AsyncTokenCredential:
+        """The managed identity (or developer login) every Azure client uses."""
+        return create_credential(self.settings.identity.client_id)
 
-        return AzureKeyCredential(key) if key else get_credential(self.settings)
+    def _key_or_credential(self, key: str | None) -> AzureKeyCredential | AsyncTokenCredential:
+        return AzureKeyCredential(key) if key else self.credential
+
+    @cached_property
+    def blobs(self) -> BlobServiceClient:
+        """Blob Storage: a connection string locally, the account URL and identity in Azure."""
+        storage_settings = self.settings.storage
+        if storage_settings.connection_string:
+            return storage.create_blob_service_client(storage_settings.connection_string)
+        return storage.create_blob_service_client(
+            account_url=storage_settings.blob_service_uri, credential=self.credential
+        )
+
+    @cached_property
+    def store(self) -> cosmos.CosmosStore:
+        """Cosmos: the key for the local emulator, the identity in Azure."""
+        settings = self.settings.cosmos
+        client = cosmos.create_cosmos_client(
+            settings.endpoint, settings.key, None if settings.key else self.credential
+        )
+        capabilities = cosmos.EMULATOR if settings.emulator else cosmos.AZURE
+        return cosmos.CosmosStore(
+            client, settings.database, cosmos_containers(self.settings), capabilities
+        )
+
+    @cached_property
+    def secret_store(self) -> SecretStore:
+        """Key Vault secrets (managed identity), falling back to the environment."""
+        from shared.secrets import SecretStore, SecretStoreOptions
+
+        identity = self.settings.identity
+        options = SecretStoreOptions(identity.key_vault_url, identity.secrets_ttl_seconds)
+        return SecretStore(options, self.credential if identity.key_vault_url else None)
+
+    # Documents and ingestion --------------------------------------------------------------
 
     @cached_property
     def local_engine(self) -> LayoutEngine:
@@ -80,228 +165,36 @@ class Services:
     @cached_property
     def azure_engine(self) -> LayoutEngine | None:
         """Document Intelligence, when configured."""
-        settings = self.settings
-        if not settings.extraction.document_intelligence_endpoint:
+        settings = self.settings.extraction
+        if not settings.document_intelligence_endpoint:
             return None
         from shared.documents.engines.azure_layout import DocumentIntelligenceEngine
 
         return DocumentIntelligenceEngine(
-            settings.extraction.document_intelligence_endpoint,
-            self._key_or_credential(settings.extraction.document_intelligence_key),
-            price_per_page_usd=settings.extraction.document_intelligence_price_per_page,
+            settings.document_intelligence_endpoint,
+            self._key_or_credential(settings.document_intelligence_key),
+            price_per_page_usd=settings.document_intelligence_price_per_page,
         )
 
     @cached_property
     def describer(self) -> FigureDescriber:
         """Azure Vision when configured, else a description from OCR and image properties."""
-        settings = self.settings
-        if settings.extraction.vision_endpoint:
+        settings = self.settings.extraction
+        if settings.vision_endpoint:
             from shared.documents.engines.azure_vision import ImageAnalysisDescriber
 
             return ImageAnalysisDescriber(
-                settings.extraction.vision_endpoint,
-                self._key_or_credential(settings.extraction.vision_key),
+                settings.vision_endpoint, self._key_or_credential(settings.vision_key)
             )
         from shared.documents.engines.local_describer import LocalFigureDescriber
 
         return LocalFigureDescriber()
 
-    @property
-    def embedder_model(self) -> str:
-        """The embedding model's name, known without loading it."""
-        if self.settings.embedding.endpoint:
-            return self.settings.embedding.model
-        return LOCAL_EMBEDDING_MODEL
-
-    @property
-    def embedder_max_tokens(self) -> int:
-        """The longest input the embedding model reads (chunks are sized below it)."""
-        if self.settings.embedding.endpoint:
-            from shared.embeddings.azure_openai import AzureOpenAIEmbedder
-
-            return AzureOpenAIEmbedder.max_input_tokens
-        from shared.embeddings.local import LocalEmbedder
-
-        return LocalEmbedder.max_input_tokens
-
     @cached_property
-    def breakers(self) -> Any:
-        """Circuit breakers shared by every instance through Cosmos."""
-        from shared.resilience.breaker import BreakerBoard, BreakerPolicy, CosmosBreakerStore
-
-        settings = self.settings
-        policy = BreakerPolicy(
-            failure_threshold=settings.breaker.failures,
-            window_seconds=settings.breaker.window_seconds,
-            open_seconds=settings.breaker.open_seconds,
-            max_open_seconds=settings.llm.max_retry_after_seconds,
-        )
-        return BreakerBoard(
-            CosmosBreakerStore(self.store), policy, cache_seconds=settings.breaker.cache_seconds
-        )
-
-    @cached_property
-    def region_router(self) -> Any:
-        """The multi-region router, or None when no region is configured."""
-        settings = self.settings
-        if not settings.llm.regions:
-            return None
-        from shared.llm.azure_openai import AzureOpenAIChat
-        from shared.routing.regions import RegionRouter
-
-        key = settings.llm.api_key
-        clients = {
-            region.name: AzureOpenAIChat(
-                region,
-                api_version=settings.llm.api_version,
-                api_key=key,
-                credential=None if key else get_credential(settings),
-            )
-            for region in settings.llm.regions
-        }
-        return RegionRouter(
-            settings.llm.regions,
-            clients,
-            self.breakers,
-            max_retry_after_seconds=settings.llm.max_retry_after_seconds,
-            attempt_timeout_seconds=settings.llm.timeout_seconds,
-        )
-
-    @cached_property
-    def rate_limiter(self) -> Any:
-        """Requests and tokens per minute, shared by every instance through Cosmos."""
-        from shared.resilience.ratelimit import RateLimiter
-        from shared.resilience.ratelimit_store import CosmosBucketStore
-
-        return RateLimiter(CosmosBucketStore(self.store), self.settings.rate_limits.limits)
-
-    @cached_property
-    def semantic_cache(self) -> Any:
-        """The semantic cache, or None when CACHE_ENABLED is false."""
-        settings = self.settings
-        if not settings.cache.enabled:
-            return None
-        from shared.cache import CacheOptions, SemanticCache
-
-        options = CacheOptions(
-            similarity_threshold=settings.cache.similarity_threshold,
-            ttl_seconds=settings.cache.ttl_seconds,
-            max_entries_per_partition=settings.cache.max_entries,
-            eviction=settings.cache.eviction,
-            max_temperature=settings.cache.max_temperature,
-        )
-        return SemanticCache(options, self.store, self.query_embedder)
-
-    @cached_property
-    def router_options(self) -> Any:
-        """Prices, regions and override roles for the cost router; None without LLM_PRICES."""
-        settings = self.settings
-        if settings.cost.prices is None:
-            return None
-        from shared.routing.cost import RouterOptions
-
-        return RouterOptions(
-            prices=settings.cost.prices,
-            regions=settings.llm.regions,
-            override_roles=frozenset(settings.cost.tier_override_roles),
-        )
-
-    @cached_property
-    def budget_counters(self) -> Any:
-        """Budget counters shared through Cosmos."""
-        from shared.budgets.counters import BudgetCounters
-
-        return BudgetCounters(self.store)
-
-    @cached_property
-    def budget_gate(self) -> Any:
-        """Reserves estimated cost before dispatch, settles it after (None without prices)."""
-        if self.router_options is None:
-            return None
-        from shared.budgets.admission import BudgetGate, BudgetOptions
-
-        options = BudgetOptions(
-            self.settings.budgets.policy,
-            reservation_seconds=self.settings.budgets.reservation_seconds,
-        )
-        return BudgetGate(self.budget_counters, options, self.router_options)
-
-    @cached_property
-    def ledger(self) -> Any:
-        """The usage ledger."""
-        from shared.budgets.ledger import UsageLedger
-
-        return UsageLedger(self.store)
-
-    @cached_property
-    def budget_auditor(self) -> Any:
-        """The hourly budget audit."""
-        from shared.budgets.audit import AuditOptions, BudgetAuditor
-
-        options = AuditOptions(webhook_url=self.settings.budgets.webhook_url)
-        return BudgetAuditor(
-            self.store, self.ledger, self.budget_counters, self.settings.budgets.policy, options
-        )
-
-    @cached_property
-    def audit_log(self) -> Any:
-        """The append-only audit log."""
-        from shared.security.audit import AuditLog
-
-        return AuditLog(self.store)
-
-    @cached_property
-    def secret_store(self) -> Any:
-        """Key Vault secrets (managed identity), falling back to the environment."""
-        from shared.secrets import create_secret_store
-
-        return create_secret_store(self.settings)
-
-    @cached_property
-    def injection_screen(self) -> Any:
-        """Prompt-injection screening of user messages and retrieved chunks."""
-        from shared.security.injection import InjectionScreen, Policy
-        from shared.security.shields import PromptShields
-
-        settings = self.settings
-        policy = Policy(
-            user=settings.injection.user_policy,
-            documents=settings.injection.documents_policy,
-            document_action=settings.injection.document_action,
-            threshold=settings.injection.threshold,
-        )
-        shields = None
-        if settings.injection.content_safety_endpoint:
-            key = settings.injection.content_safety_key
-            shields = PromptShields(
-                settings.injection.content_safety_endpoint,
-                key=key,
-                credential=None if key else get_credential(settings),
-            )
-        return InjectionScreen(policy, shields)
-
-    @cached_property
-    def governed_chat(self) -> Any:
-        """The chat path with every control in order (see shared/chat/governance.py)."""
-        from shared.chat.governance import GovernedChat
-
-        return GovernedChat(self)
-
-    @cached_property
-    def chat(self) -> Any:
-        """The chat path: retrieval, then the router (or the offline answerer)."""
-        from shared.chat.service import ChatService
-        from shared.retrieval.search import build_retriever
-
-        router = self.region_router
-        model_call = _Routed(router) if router is not None else _Offline()
-        retriever = build_retriever(
-            self.settings.chat.retrieval_mode,
-            self.store,
-            self.query_embedder,
-            self.settings.chat.retrieval_top_k,
-        )
-        return ChatService(retriever, model_call)
+    def embedder(self) -> Embedder:
+        """The embedding model chunks and questions go through."""
+        settings = self.settings.embedding
+        return embedder_for(settings, None if settings.key else self.credential)
 
     @cached_property
     def query_embedder(self) -> Embedder:
@@ -311,114 +204,347 @@ class Services:
         return MemoEmbedder(self.embedder)
 
     @cached_property
-    def embedder(self) -> Embedder:
-        """Azure OpenAI embeddings when configured, else all-MiniLM-L6-v2 on ONNX Runtime."""
+    def chunk_max_tokens(self) -> int:
+        """The longest chunk: CHUNK_MAX_TOKENS, within what the embedding model reads."""
+        model_limit = getattr(self.embedder, "max_input_tokens", None)
+        configured = self.settings.ingestion.chunk_max_tokens
+        return min(configured, model_limit) if model_limit else configured
+
+    @cached_property
+    def figures(self) -> FigureCache:
+        """Figure descriptions by image hash."""
+        from shared.documents.figures import FigureCache
+
+        return FigureCache(self.store)
+
+    @cached_property
+    def documents(self) -> DocumentLibrary:
+        """Uploads, status, deletion and reconciliation of documents."""
+        from shared.documents.lifecycle import DocumentLibrary
+
         settings = self.settings
-        if settings.embedding.endpoint:
-            from shared.embeddings.azure_openai import AzureOpenAIEmbedder
+        return DocumentLibrary(
+            self.blobs,
+            self.store,
+            self.figures,
+            settings.storage.uploads_container,
+            settings.storage.work_container,
+            settings.ingestion.max_upload_bytes,
+            self.semantic_cache,
+        )
 
-            return AzureOpenAIEmbedder.from_settings(settings, get_credential)
-        from shared.embeddings.local import LocalEmbedder
+    @cached_property
+    def ingestion(self) -> IngestionContext:
+        """What the ingestion activities use."""
+        from activities.context import IngestionContext
+        from shared.documents.chunking import ChunkingOptions
+        from shared.documents.validation import ValidationLimits
 
-        return LocalEmbedder()
+        settings = self.settings.ingestion
+        max_tokens = self.chunk_max_tokens
+        return IngestionContext(
+            blobs=self.blobs,
+            store=self.store,
+            work_container=self.settings.storage.work_container,
+            limits=ValidationLimits(
+                max_bytes=settings.max_upload_bytes,
+                max_pages=settings.max_pages,
+                max_expanded_bytes=settings.max_expanded_bytes,
+                max_compression_ratio=settings.max_compression_ratio,
+            ),
+            pages_per_batch=settings.pages_per_batch,
+            extraction_mode=self.settings.extraction.mode,
+            figure_min_pixels=settings.figure_min_pixels,
+            # A chunk longer than the embedding model reads would be embedded truncated.
+            chunking=ChunkingOptions(
+                max_tokens=max_tokens,
+                overlap_tokens=min(settings.chunk_overlap_tokens, max_tokens // 4),
+            ),
+            embedding_batch_size=self.settings.embedding.batch_size,
+            local_engine=self.local_engine,
+            azure_engine=self.azure_engine,
+            describer=self.describer,
+            embedder=self.embedder,
+            figures=self.figures,
+            answers=self.semantic_cache,
+        )
+
+    # Chat ---------------------------------------------------------------------------------
+
+    @cached_property
+    def breakers(self) -> BreakerBoard:
+        """Circuit breakers shared by every instance through Cosmos."""
+        from shared.resilience.breaker import BreakerBoard, BreakerPolicy, CosmosBreakerStore
+
+        breaker = self.settings.breaker
+        policy = BreakerPolicy(
+            failure_threshold=breaker.failures,
+            window_seconds=breaker.window_seconds,
+            open_seconds=breaker.open_seconds,
+            max_open_seconds=self.settings.llm.max_retry_after_seconds,
+        )
+        return BreakerBoard(
+            CosmosBreakerStore(self.store), policy, cache_seconds=breaker.cache_seconds
+        )
+
+    @cached_property
+    def region_router(self) -> RegionRouter | None:
+        """The multi-region router, or None when no region is configured."""
+        settings = self.settings.llm
+        if not settings.regions:
+            return None
+        from shared.llm.azure_openai import AzureOpenAIChat
+        from shared.routing.regions import RegionRouter
+
+        key = settings.api_key
+        clients = {
+            region.name: AzureOpenAIChat(
+                region,
+                api_version=settings.api_version,
+                api_key=key,
+                credential=None if key else self.credential,
+            )
+            for region in settings.regions
+        }
+        return RegionRouter(
+            settings.regions,
+            clients,
+            self.breakers,
+            max_retry_after_seconds=settings.max_retry_after_seconds,
+            attempt_timeout_seconds=settings.timeout_seconds,
+        )
+
+    @cached_property
+    def chat(self) -> ChatService:
+        """Retrieval, then the region router (or the offline answerer)."""
+        from shared.chat.service import ChatService
+        from shared.llm.extractive import ExtractiveAnswerer
+        from shared.retrieval.search import build_retriever
+
+        settings = self.settings.chat
+        retriever = build_retriever(
+            settings.retrieval_mode, self.store, self.query_embedder, settings.retrieval_top_k
+        )
+        router = self.region_router
+        if router is not None:
+            return ChatService(retriever, router.serve, router.serve_stream)
+        answerer = ExtractiveAnswerer()
+        return ChatService(retriever, answerer.serve, answerer.serve_stream)
+
+    @cached_property
+    def governed_chat(self) -> GovernedChat:
+        """The chat path with every control in order (see shared/chat/governance.py)."""
+        from shared.chat.governance import GovernedChat
+        from shared.documents.index import is_live
+
+        store = self.store
+
+        async def chunks_live(tenant: str, chunk_ids: Sequence[str]) -> bool:
+            return await is_live(store, tenant, chunk_ids)
+
+        return GovernedChat(
+            chat=self.chat,
+            screen=self.injection_screen,
+            audit=self.audit_log,
+            ledger=self.ledger,
+            chunk_tokens=self.chunk_max_tokens,
+            chunks_live=chunks_live,
+            limiter=self.rate_limiter,
+            cache=self.semantic_cache,
+            router_options=self.router_options,
+            gate=self.budget_gate,
+        )
+
+    # Governance ---------------------------------------------------------------------------
+
+    @cached_property
+    def rate_limiter(self) -> RateLimiter | None:
+        """Requests and tokens per minute shared through Cosmos; None when switched off."""
+        settings = self.settings.rate_limits
+        if not settings.enabled:
+            return None
+        from shared.resilience.ratelimit import RateLimiter
+        from shared.resilience.ratelimit_store import CosmosBucketStore
+
+        return RateLimiter(CosmosBucketStore(self.store), settings.limits)
+
+    @cached_property
+    def semantic_cache(self) -> SemanticCache | None:
+        """The semantic cache, or None when CACHE_ENABLED is false."""
+        settings = self.settings.cache
+        if not settings.enabled:
+            return None
+        from shared.cache import CacheOptions, SemanticCache
+
+        options = CacheOptions(
+            similarity_threshold=settings.similarity_threshold,
+            ttl_seconds=settings.ttl_seconds,
+            max_entries_per_partition=settings.max_entries,
+            eviction=settings.eviction,  # type: ignore[arg-type]  # validated by its parser
+            max_temperature=settings.max_temperature,
+        )
+        return SemanticCache(options, self.store, self.query_embedder)
+
+    @cached_property
+    def router_options(self) -> RouterOptions | None:
+        """Prices, regions and override roles for the cost router; None without LLM_PRICES."""
+        settings = self.settings.cost
+        if settings.prices is None:
+            return None
+        from shared.routing.cost import RouterOptions
+
+        return RouterOptions(
+            prices=settings.prices,
+            regions=self.settings.llm.regions,
+            override_roles=frozenset(settings.tier_override_roles),
+        )
+
+    @cached_property
+    def budget_counters(self) -> BudgetCounters:
+        """Budget counters shared through Cosmos."""
+        from shared.budgets.counters import BudgetCounters
+
+        return BudgetCounters(self.store)
+
+    @cached_property
+    def budget_gate(self) -> BudgetGate | None:
+        """Reserves estimated cost before dispatch, settles it after (None without prices)."""
+        if self.router_options is None:
+            return None
+        from shared.budgets.admission import BudgetGate, BudgetOptions
+
+        settings = self.settings.budgets
+        options = BudgetOptions(settings.policy, reservation_seconds=settings.reservation_seconds)
+        return BudgetGate(self.budget_counters, options, self.router_options)
+
+    @cached_property
+    def ledger(self) -> UsageLedger:
+        """The usage ledger."""
+        from shared.budgets.ledger import UsageLedger
+
+        return UsageLedger(self.store)
+
+    @cached_property
+    def budget_auditor(self) -> BudgetAuditor:
+        """The hourly budget audit."""
+        from shared.budgets.audit import AuditOptions, BudgetAuditor
+
+        settings = self.settings.budgets
+        options = AuditOptions(webhook_url=settings.webhook_url)
+        return BudgetAuditor(
+            self.store, self.ledger, self.budget_counters, settings.policy, options
+        )
+
+    # Security -----------------------------------------------------------------------------
+
+    @cached_property
+    def audit_log(self) -> AuditLog:
+        """The append-only audit log."""
+        from shared.security.audit import AuditLog
+
+        return AuditLog(self.store)
+
+    @cached_property
+    def injection_screen(self) -> InjectionScreen:
+        """Prompt-injection screening of user messages and retrieved chunks."""
+        from shared.security.injection import InjectionScreen, Policy
+        from shared.security.shields import PromptShields
+
+        settings = self.settings.injection
+        policy = Policy(
+            user=settings.user_policy,  # type: ignore[arg-type]  # validated by its parser
+            documents=settings.documents_policy,  # type: ignore[arg-type]
+            document_action=settings.document_action,  # type: ignore[arg-type]
+            threshold=settings.threshold,
+        )
+        shields = None
+        if settings.content_safety_endpoint:
+            key = settings.content_safety_key
+            shields = PromptShields(
+                settings.content_safety_endpoint,
+                key=key,
+                credential=None if key else self.credential,
+            )
+        return InjectionScreen(policy, shields)
+
+    @cached_property
+    def authenticator(self) -> Authenticator:
+        """Entra ID (or the dev issuer) tokens, EasyAuth, and API keys from the secret store."""
+        from shared.security.auth import API_KEYS_SECRET, Authenticator, parse_api_keys
+        from shared.security.easyauth import EasyAuthOptions
+        from shared.security.jwt import ClaimMapping, JwtOptions, JwtValidator, dev_issuer_options
+
+        settings = self.settings.auth
+        secrets = self.secret_store
+
+        async def api_keys() -> ApiKeys:
+            secret = await secrets.get(API_KEYS_SECRET)
+            return parse_api_keys(secret.reveal() if secret else None)
+
+        if not settings.client_id:
+            return Authenticator(api_keys)
+        mapping = ClaimMapping(settings.tenants, settings.app_role_map, settings.scope_map)
+        make = dev_issuer_options if settings.dev_issuer else JwtOptions
+        options = make(
+            settings.authority, settings.client_id, mapping,
+            leeway_seconds=settings.leeway_seconds,
+        )  # fmt: skip
+        easyauth = EasyAuthOptions(settings.easyauth_enabled, mapping)
+        return Authenticator(api_keys, JwtValidator(options), easyauth)
+
+    # Health -------------------------------------------------------------------------------
+
+    def health_probes(self) -> list[DependencyProbe]:
+        """Cheap calls proving each dependency can serve (regions are optional)."""
+        probes = [
+            storage.container_probe(self.blobs, self.settings.storage.uploads_container),
+            cosmos.database_probe(self.store),
+        ]
+        router = self.region_router
+        if router is not None:
+            from shared.routing.regions import region_probes
+
+            probes += region_probes(router)
+        return probes
+
+    # Start-up -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Telemetry, then local resources when configured (Bicep creates them in Azure)."""
+        telemetry = self.settings.telemetry
+        logging.getLogger("shared").setLevel(telemetry.log_level)
+        configure_telemetry(
+            telemetry.service_name,
+            telemetry.applicationinsights_connection_string,
+            telemetry.otlp_endpoint,
+        )
+        if self.settings.provisioning.create_resources:
+            await create_resources(
+                self.blobs,
+                self.store,
+                blob_containers(self.settings),
+                cosmos_containers(self.settings),
+            )
 
 
 _services: Services | None = None
 _lock: asyncio.Lock | None = None
 
 
-def build_services(settings: Settings) -> Services:
-    """Creates the clients: keys only for the local emulators, the credential otherwise."""
-    needs_credential = not settings.storage.connection_string or not settings.cosmos.key
-    credential = get_credential(settings) if needs_credential else None
-    blobs = storage.create_blob_service_client(
-        connection_string=settings.storage.connection_string,
-        account_url=None
-        if settings.storage.connection_string
-        else settings.storage.blob_service_uri,
-        credential=credential,
-    )
-    client = cosmos.create_cosmos_client(settings.cosmos.endpoint, settings.cosmos.key, credential)
-    capabilities = cosmos.EMULATOR if settings.cosmos.emulator else cosmos.AZURE
-    store = cosmos.CosmosStore(client, settings.cosmos.database, containers(settings), capabilities)
-    return Services(settings, blobs, store)
-
-
-class _Offline:
-    """The model call when no region is configured: the extractive answerer, in process."""
-
-    def __init__(self) -> None:
-        from shared.llm.extractive import ExtractiveAnswerer
-
-        self.answerer = ExtractiveAnswerer()
-
-    async def __call__(self, request: Any, tier: str, deadline: Any) -> tuple[Any, str]:
-        return await self.answerer.complete(request, deadline.remaining()), self.answerer.name
-
-
-class _Routed:
-    """The model call through the region router (failover, breakers, deadline)."""
-
-    def __init__(self, router: Any) -> None:
-        self.router = router
-
-    async def __call__(self, request: Any, tier: str, deadline: Any) -> tuple[Any, str]:
-        routed = await self.router.complete(request, tier, deadline)
-        return routed.response, routed.region
-
-
-def provision(settings: Settings) -> None:
-    """Creates blob and Cosmos containers at start-up when configured (local runs)."""
-    if settings.provisioning.create_resources:
-        create_local_resources(
-            settings,
-            [settings.storage.uploads_container, settings.storage.work_container],
-            containers(settings),
-        )
-
-
 async def get_services() -> Services:
-    """The process-wide services, built on first use."""
+    """The process-wide services, started on first use (or by the warm-up trigger)."""
     global _services, _lock
     if _services is not None:
         return _services
     _lock = _lock or asyncio.Lock()
     async with _lock:
         if _services is None:
-            _services = build_services(get_settings())
+            services = Services(get_settings())
+            await services.start()
+            _services = services
     return _services
 
 
-def dependency_probes(services: Services) -> list[DependencyProbe]:
-    """Cheap calls proving each required dependency can serve."""
-
-    async def probe_blob_storage() -> None:
-        container = services.blobs.get_container_client(services.settings.storage.uploads_container)
-        await container.get_container_properties()
-
-    async def probe_cosmos() -> None:
-        await services.store.read_database()
-
-    probes = [
-        DependencyProbe("blob_storage", probe_blob_storage),
-        DependencyProbe("cosmos", probe_cosmos),
-    ]
-    router = services.region_router
-    if router is not None:
-        probes += [region_probe(state) for state in router.region_states()]
-    return probes
-
-
-class RegionUnavailable(Exception):
-    """The region's circuit breaker is open."""
-
-
-def region_probe(state: dict[str, Any]) -> DependencyProbe:
-    """A region as health sees it: down while its breaker is open (no model call is made; the
-    region health timer probes regions and feeds the breakers)."""
-
-    async def probe() -> None:
-        if state["breaker"] == "open":
-            raise RegionUnavailable(state["name"])
-
-    return DependencyProbe(f"llm:{state['name']}", probe, required=False)
+async def ingestion_context() -> IngestionContext:
+    """What the ingestion activities use, for this process."""
+    return (await get_services()).ingestion

@@ -16,36 +16,39 @@ from typing import Any
 
 from opentelemetry import metrics, trace
 
-from shared.config import Settings
-
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _configured: str | None = None
 TRACER_NAME = "docgate"
 
 
-def configure_telemetry(settings: Settings) -> str:
-    """Installs the exporter the settings ask for; returns which one ("azure-monitor"...)."""
+def configure_telemetry(
+    service_name: str,
+    applicationinsights_connection_string: str | None = None,
+    otlp_endpoint: str | None = None,
+) -> str:
+    """Installs the exporter asked for, once per process; returns which ("azure-monitor"...)."""
     global _configured
     with _lock:
         if _configured is None:
-            _configured = _install(settings)
+            _configured = _install(
+                service_name, applicationinsights_connection_string, otlp_endpoint
+            )
             log.info("Telemetry exporter: %s", _configured)
         return _configured
 
 
-def _install(settings: Settings) -> str:
-    resource_attributes = {"service.name": settings.telemetry.service_name}
-    if settings.telemetry.applicationinsights_connection_string:
+def _install(service_name: str, connection_string: str | None, otlp_endpoint: str | None) -> str:
+    resource_attributes = {"service.name": service_name}
+    if connection_string:
         from azure.monitor.opentelemetry import configure_azure_monitor
 
         configure_azure_monitor(
-            connection_string=settings.telemetry.applicationinsights_connection_string,
-            resource=_resource(resource_attributes),
+            connection_string=connection_string, resource=_resource(resource_attributes)
         )
         return "azure-monitor"
-    if settings.telemetry.otlp_endpoint:
-        _install_otlp(settings.telemetry.otlp_endpoint, resource_attributes)
+    if otlp_endpoint:
+        _install_otlp(otlp_endpoint, resource_attributes)
         return "otlp"
     # No exporter, but a real provider: spans get real trace ids, which answers report.
     from opentelemetry.sdk.trace import TracerProvider

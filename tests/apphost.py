@@ -49,6 +49,7 @@ def app_environment(emulators: EmulatorEndpoints, name: str, **overrides: str) -
         "VISION_ENDPOINT": "",
         "AZURE_OPENAI_EMBEDDING_ENDPOINT": "",
         "DEVHOST_BLOB_POLL_SECONDS": "0.2",
+        "PYTHON_ENABLE_INIT_INDEXING": "1",  # HTTP streams (the worker's init indexing)
         "DOCGATE_API_KEYS": API_KEYS_SETTING,
         "LLM_REGIONS": "[]",
         # Probes are tested on their own; here they would consume scripted region faults.

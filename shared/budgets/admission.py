@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from shared.budgets.counters import BudgetCounters, Counter, CounterKey
 from shared.budgets.periods import PERIODS, period_end, period_key
 from shared.budgets.policy import BudgetPolicy, Scope
-from shared.routing.cost import Decision, Refusal, RouterOptions, step_down
+from shared.routing.cost import Refusal, RouterOptions, TierChoice, step_down
 from shared.security.principal import Principal
 
 log = logging.getLogger(__name__)
@@ -56,14 +56,14 @@ class Limited:
 
 
 @dataclass(frozen=True)
-class Reservation:
+class BudgetReservation:
     """Money held for one admitted request, in each of its counters."""
 
     id: str
     amount_usd: float
     expires: float
     keys: tuple[CounterKey, ...]
-    decision: Decision
+    decision: TierChoice
     warning: str | None = None  # the value of WARNING_HEADER, when a soft limit was crossed
 
 
@@ -98,7 +98,6 @@ def exceeded(limited: Limited, committed: float, amount: float, now: float) -> R
         f"the {limited.describe()} budget of ${limited.limit:.2f} is "
         f"{_percent(committed, limited.limit)} used (spent or reserved: ${committed:.4f}); "
         f"this request may cost ${amount:.4f}",
-        403,
         {
             "scope": limited.key.scope.key,
             "period": limited.key.period,
@@ -119,12 +118,14 @@ class BudgetGate:
         self._options = options
         self._router = router
 
-    async def admit(self, principal: Principal, decision: Decision) -> Reservation | Refusal:
+    async def admit(
+        self, principal: Principal, decision: TierChoice
+    ) -> BudgetReservation | Refusal:
         """Reserve `decision`'s estimate in each budget, or refuse with the reason."""
         now = self._counters.now()
         limited = limited_counters(principal, self._options.policy, now)
         if not limited:
-            return Reservation(uuid.uuid4().hex, 0.0, now, (), decision)
+            return BudgetReservation(uuid.uuid4().hex, 0.0, now, (), decision)
         read = await asyncio.gather(*(self._counters.read(item.key) for item in limited))
         decision, warning = self._soften(decision, limited, read, now)
         for item, counter in zip(limited, read, strict=True):
@@ -134,8 +135,8 @@ class BudgetGate:
         return await self._reserve(decision, limited, warning, now)
 
     def _soften(
-        self, decision: Decision, limited: list[Limited], read: list[Counter], now: float
-    ) -> tuple[Decision, str | None]:
+        self, decision: TierChoice, limited: list[Limited], read: list[Counter], now: float
+    ) -> tuple[TierChoice, str | None]:
         """`decision` a tier cheaper when it would cross a soft limit, and the warning."""
         crossing = [
             (item, counter.committed_usd(now))
@@ -153,10 +154,10 @@ class BudgetGate:
         return (cheaper or decision), warning
 
     async def _reserve(
-        self, decision: Decision, limited: list[Limited], warning: str | None, now: float
-    ) -> Reservation | Refusal:
+        self, decision: TierChoice, limited: list[Limited], warning: str | None, now: float
+    ) -> BudgetReservation | Refusal:
         """Hold the estimate in every counter in order; on a refusal release what was held."""
-        reservation = Reservation(
+        reservation = BudgetReservation(
             id=uuid.uuid4().hex,
             amount_usd=decision.estimated_cost_usd,
             expires=now + self._options.reservation_seconds,
@@ -186,7 +187,7 @@ class BudgetGate:
             raise
         return reservation
 
-    async def settle(self, reservation: Reservation, actual_cost_usd: float) -> None:
+    async def settle(self, reservation: BudgetReservation, actual_cost_usd: float) -> None:
         """Replace the reservation by what the request really cost (0: it never ran)."""
         await asyncio.gather(
             *(
@@ -195,7 +196,7 @@ class BudgetGate:
             )
         )
 
-    async def release(self, reservation: Reservation) -> None:
+    async def release(self, reservation: BudgetReservation) -> None:
         """Give the reservation back without spend (the request failed before any model)."""
         await self._release(reservation.id, list(reservation.keys))
 

@@ -27,7 +27,7 @@ from typing import Any
 
 from shared.budgets.periods import Period
 from shared.budgets.policy import Scope
-from shared.storage.cas import CosmosCasStore, KeyLocks, Versioned, compare_and_swap
+from shared.storage.cas import Codec, CosmosCasStore, KeyLocks, Versioned, compare_and_swap
 from shared.storage.cosmos import ContainerSpec, CosmosStore
 
 log = logging.getLogger(__name__)
@@ -174,29 +174,6 @@ def spending(spent_usd: float) -> Transition:
 # The store ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class CounterCodec:
-    """Counters as Cosmos items: the counter id is the item id and the partition key."""
-
-    clock: Callable[[], float]
-
-    def key_of(self, counter: Counter) -> str:
-        """The counter id."""
-        return counter.key.id
-
-    def item_id(self, key: str) -> str:
-        """The counter id itself."""
-        return key
-
-    def to_item(self, counter: Counter) -> dict[str, Any]:
-        """The item, stamped with when it was written."""
-        return counter.to_item(self.clock())
-
-    def from_item(self, item: dict[str, Any]) -> Counter:
-        """The counter."""
-        return Counter.from_item(item)
-
-
 class BudgetCounters:
     """Counters in the Cosmos container `budgets` (partition key /id)."""
 
@@ -211,7 +188,15 @@ class BudgetCounters:
         """Use `container` of `store`; a write gives up after `max_attempts` lost races."""
         self._store = store
         self._container = container
-        self._items = CosmosCasStore(store, container, CounterCodec(clock))
+        self._items = CosmosCasStore(
+            store,
+            container,
+            Codec(
+                key_of=lambda counter: counter.key.id,
+                to_item=lambda counter: counter.to_item(clock()),  # stamped when written
+                from_item=Counter.from_item,
+            ),
+        )
         self._clock = clock
         self._max_attempts = max_attempts
         self._backoff = backoff_seconds

@@ -7,7 +7,7 @@ partitions (entries.py, eviction.py); invalidation by cited document; per-instan
 (counters.py). Quality and latency are measured by bench/cache_quality.py and cache_latency.py.
 """
 
-from shared.cache.bypass import Decision, bypass
+from shared.cache.bypass import Bypass, bypass
 from shared.cache.cache import CacheScope, SemanticCache
 from shared.cache.entries import CONTAINER, CacheHit, container_spec
 from shared.cache.guards import guard_passes, guard_reason
@@ -16,10 +16,10 @@ from shared.cache.options import CacheOptions
 
 __all__ = [
     "CONTAINER",
+    "Bypass",
     "CacheHit",
     "CacheOptions",
     "CacheScope",
-    "Decision",
     "SemanticCache",
     "bypass",
     "cache_partition",

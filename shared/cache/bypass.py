@@ -33,14 +33,14 @@ _ANAPHORA = re.compile(
 )
 
 
-class Decision(NamedTuple):
+class Bypass(NamedTuple):
     """Whether to skip the cache, and why ("" when not skipped)."""
 
     bypass: bool
     reason: str
 
 
-USE = Decision(False, "")
+USE = Bypass(False, "")
 
 
 def _text(content: Any) -> str:
@@ -88,34 +88,34 @@ def bypass(
     phase: Phase = "lookup",
     flagged: bool = False,
     citations: int | None = None,
-) -> Decision:
+) -> Bypass:
     """Decide whether this request skips the cache in `phase` (see the module rules)."""
     control = (cache_control or "").strip().lower() or None
     if control is not None and control not in CONTROLS:
         raise ValueError(f"cache control must be one of {sorted(CONTROLS)}, got {cache_control!r}")
     if control == "no-store":
-        return Decision(True, "no-store requested")
+        return Bypass(True, "no-store requested")
     if control == "no-cache" and phase == "lookup":
-        return Decision(True, "no-cache requested")
+        return Bypass(True, "no-cache requested")
     if tools or has_tool_calls(messages):
-        return Decision(True, "tool calls present")
+        return Bypass(True, "tool calls present")
     if temperature > max_temperature:
-        return Decision(True, f"temperature {temperature:g} above {max_temperature:g}")
+        return Bypass(True, f"temperature {temperature:g} above {max_temperature:g}")
     if is_context_dependent(messages):
-        return Decision(True, "context-dependent follow-up")
+        return Bypass(True, "context-dependent follow-up")
     if phase == "store":
         return _store_decision(flagged, citations)
     return USE
 
 
-def _store_decision(flagged: bool, citations: int | None) -> Decision:
+def _store_decision(flagged: bool, citations: int | None) -> Bypass:
     """The rules that only apply to keeping an answer."""
     if flagged:
-        return Decision(True, "answer flagged by validation")
+        return Bypass(True, "answer flagged by validation")
     if not citations:
-        return Decision(True, "answer has no citations")
+        return Bypass(True, "answer has no citations")
     return USE
 
 
-__all__ = ["CONTROLS", "USE", "Decision", "Phase", "bypass", "has_tool_calls",
+__all__ = ["CONTROLS", "USE", "Bypass", "Phase", "bypass", "has_tool_calls",
            "is_context_dependent"]  # fmt: skip

@@ -30,7 +30,7 @@ from typing import Any
 
 from azure.cosmos.exceptions import CosmosHttpResponseError
 
-from shared.cache.bypass import Decision, Phase, bypass
+from shared.cache.bypass import Bypass, Phase, bypass
 from shared.cache.counters import HitBuffer, PartitionStats
 from shared.cache.entries import (
     CONTAINER,
@@ -117,7 +117,7 @@ class SemanticCache:
         phase: Phase = "lookup",
         flagged: bool = False,
         citations: int | None = None,
-    ) -> Decision:
+    ) -> Bypass:
         """(bypass, reason) for this request in `phase` (see shared.cache.bypass)."""
         return bypass(
             messages, max_temperature=self.options.max_temperature, temperature=temperature,

@@ -4,33 +4,39 @@ auth and validation (by the route) -> rate limit -> budget admission -> cache lo
 retrieval -> cost router -> region router / model -> cache store -> ledger and settle.
 
 Everything taken up front (rate-limit tokens, budget money) is given back or settled on every
-exit, so a failed request never keeps a reservation.
+exit, so a failed request never keeps a reservation. Refusals are raised as the owners'
+exceptions (RateLimitRefused, Refusal, PromptInjectionBlocked); the HTTP edge answers them.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any
 
-from shared.budgets.admission import WARNING_HEADER, Reservation
-from shared.budgets.ledger import UsageRecord
-from shared.chat.service import ChatQuery, ChatResult
-from shared.documents.index import CHUNKS, LIVE
-from shared.http import ProblemError
+from shared.budgets.admission import WARNING_HEADER, BudgetGate, BudgetReservation
+from shared.budgets.ledger import UsageLedger, UsageRecord
+from shared.cache import CacheScope, SemanticCache
+from shared.chat.service import ChatQuery, ChatResult, ChatService, OpenedStream
 from shared.llm.prompts import SYSTEM_TEMPLATE
 from shared.llm.types import Usage
 from shared.resilience import ratelimit
+from shared.resilience.ratelimit import Admission, RateLimiter
 from shared.resilience.retry import Deadline
 from shared.retrieval.condense import standalone_question
+from shared.retrieval.search import RetrievedChunk
 from shared.routing import cost
+from shared.security.audit import AuditLog
+from shared.security.injection import InjectionScreen, PromptInjectionBlocked
 from shared.security.principal import Principal
 from shared.telemetry import current_trace_id, span
 from shared.tokens import count_tokens
 
 log = logging.getLogger(__name__)
 PROMPT_OVERHEAD_TOKENS = 120  # the system prompt and source fences
+TIER_ORDER = ("economy", "standard", "premium")
 
 
 @dataclass(frozen=True)
@@ -53,73 +59,76 @@ class Governed:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass
+class GovernedStream:
+    """An answer under way: the headers known before the first piece, then the pieces.
+
+    `pieces` yields text as it is generated and, last, the finished ChatResult (citations,
+    usage, cost): the caller must read it to the end, or close it, so the request settles.
+    """
+
+    headers: dict[str, str]
+    model: str
+    region: str
+    tier: str
+    pieces: AsyncIterator[str | ChatResult]
+
+
+@dataclass(frozen=True)
+class _Streamed:
+    """What a stream's end needs to store, cost and settle the answer."""
+
+    scope: CacheScope | None
+    controls: Controls
+    query: ChatQuery
+    question: str
+    final: cost.TierChoice | None
+    started: float
+
+
+_WORD_PIECE = re.compile(r"\S+\s*|\s+")
+
+
+def _words(text: str) -> list[str]:
+    """Word-sized pieces that join back into `text` exactly."""
+    return _WORD_PIECE.findall(text)
+
+
 def estimated_prompt_tokens(query: ChatQuery, chunk_tokens: int) -> int:
     """Before retrieval: the conversation, `top_k` full chunks and the prompt's own overhead."""
     conversation = sum(count_tokens(message["content"]) for message in query.messages)
     return conversation + query.top_k * chunk_tokens + PROMPT_OVERHEAD_TOKENS
 
 
-def _refusal_problem(refusal: cost.Refusal) -> ProblemError:
-    headers = {}
-    retry_after = refusal.extra.get("retry_after_seconds") if refusal.extra else None
-    if retry_after:
-        headers["Retry-After"] = str(max(1, int(retry_after)))
-    return ProblemError(
-        refusal.status, refusal.reason, headers=headers, code=refusal.code, **(refusal.extra or {})
-    )
-
-
-def _rate_limit_problem(decision: ratelimit.Decision) -> ProblemError:
-    headers = ratelimit.headers(decision)
-    if decision.reason == "too_large":
-        return ProblemError(
-            413, "the request needs more tokens than a minute allows", headers=headers
-        )
-    if decision.reason == "unavailable":
-        return ProblemError(503, "the rate limiter cannot decide now", headers=headers)
-    return ProblemError(
-        429,
-        f"rate limit reached ({decision.bucket} {decision.reason} per minute)",
-        headers=headers,
-        code="rate_limited",
-    )
-
-
+@dataclass
 class GovernedChat:
-    """Runs one chat request through every control, in the documented order."""
+    """Runs one chat request through every control, in the documented order.
 
-    def __init__(self, services: Any) -> None:
-        self.services = services
-        self.settings = services.settings
-        self.chat = services.chat
-        self.limiter = services.rate_limiter
-        self.cache = services.semantic_cache
-        self.router_options = services.router_options
-        self.gate = services.budget_gate
-        self.ledger = services.ledger
+    limiter, cache, router_options and gate are None when switched off (RATE_LIMITS_ENABLED,
+    CACHE_ENABLED, no LLM_PRICES); `chunks_live(tenant, ids)` says whether cited chunks are
+    still the searchable version.
+    """
+
+    chat: ChatService
+    screen: InjectionScreen
+    audit: AuditLog
+    ledger: UsageLedger
+    chunk_tokens: int  # the longest chunk, for estimates before retrieval
+    chunks_live: Callable[[str, Iterable[str]], Awaitable[bool]]
+    limiter: RateLimiter | None = None
+    cache: SemanticCache | None = None
+    router_options: cost.RouterOptions | None = None
+    gate: BudgetGate | None = None
 
     async def run(
         self, principal: Principal, query: ChatQuery, controls: Controls, deadline: Deadline
     ) -> Governed:
-        """The governed answer, or a ProblemError (429, 403, 400, 503...)."""
+        """The governed answer; raises the refusing control's exception."""
         started = time.perf_counter()
-        controls = await self._validate(principal, query, controls)
-        chunk_tokens = min(
-            self.settings.ingestion.chunk_max_tokens, self.services.embedder_max_tokens
+        query, controls, admitted, reservation, headers = await self._admit(
+            principal, query, controls
         )
-        prompt_tokens = estimated_prompt_tokens(query, chunk_tokens)
-        admitted = await self._admit_rate(principal, prompt_tokens + query.max_tokens)
-        headers = ratelimit.headers(admitted) if admitted else {}
-        if admitted and not admitted.allowed:
-            raise _rate_limit_problem(admitted)
-        reservation: Reservation | None = None
         try:
-            with span("chat.budget"):
-                query, reservation = await self._admit_budget(
-                    principal, query, controls, prompt_tokens
-                )
-            if reservation is not None and reservation.warning:
-                headers[WARNING_HEADER] = reservation.warning
             result, cache_state = await self._answer(principal, query, controls, deadline, started)
         except BaseException:
             await self._give_back(admitted, reservation)
@@ -128,9 +137,109 @@ class GovernedChat:
         await self._settle(principal, result, admitted, reservation)
         return Governed(result, headers)
 
-    async def _admit_rate(self, principal: Principal, tokens: int) -> ratelimit.Decision | None:
-        """The rate limiter's decision; None when RATE_LIMITS_ENABLED is false."""
-        if not self.settings.rate_limits.enabled:
+    async def stream(
+        self, principal: Principal, query: ChatQuery, controls: Controls, deadline: Deadline
+    ) -> GovernedStream:
+        """The governed answer as it is generated. Every control runs before the first piece
+        (a refusal raises here, before any byte is sent); the cache store, the ledger and the
+        settlements run once the last piece has gone out."""
+        started = time.perf_counter()
+        query, controls, admitted, reservation, headers = await self._admit(
+            principal, query, controls
+        )
+        try:
+            with span("chat.condense"):
+                question = standalone_question(query.messages)
+            scope, cache_state, hit = await self._lookup(principal, query, controls, question)
+            headers["x-docgate-cache"] = cache_state
+            if hit is not None:
+                result = self._replayed(hit, started)
+                replay = self._after(principal, result, admitted, reservation)
+                return GovernedStream(headers, result.model, result.region, result.tier, replay)
+            chunks, flagged, tier, final = await self._prepare(principal, query, controls, question)
+            opened = await self.chat.open_stream(query, question, chunks, tier, deadline, flagged)
+        except BaseException:
+            await self._give_back(admitted, reservation)
+            raise
+        if opened is None:
+            result = self.chat.nothing_found(query, tier, started)
+            replay = self._after(principal, result, admitted, reservation)
+            return GovernedStream(headers, result.model, result.region, tier, replay)
+        context = _Streamed(scope, controls, query, question, final, started)
+        pieces = self._relay(principal, opened, context, admitted, reservation)
+        return GovernedStream(headers, opened.model, opened.region, tier, pieces)
+
+    async def _admit(
+        self, principal: Principal, query: ChatQuery, controls: Controls
+    ) -> tuple[ChatQuery, Controls, Admission | None, BudgetReservation | None, dict[str, str]]:
+        """Validation, rate limit and budget: what was taken, and the headers they add."""
+        controls = await self._validate(principal, query, controls)
+        prompt_tokens = estimated_prompt_tokens(query, self.chunk_tokens)
+        admitted = await self._admit_rate(principal, prompt_tokens + query.max_tokens)
+        headers = ratelimit.headers(admitted) if admitted else {}
+        if admitted and not admitted.allowed:
+            raise ratelimit.refusal_of(admitted)
+        reservation: BudgetReservation | None = None
+        try:
+            with span("chat.budget"):
+                query, reservation = await self._admit_budget(
+                    principal, query, controls, prompt_tokens
+                )
+        except BaseException:
+            await self._give_back(admitted, reservation)
+            raise
+        if reservation is not None and reservation.warning:
+            headers[WARNING_HEADER] = reservation.warning
+        return query, controls, admitted, reservation, headers
+
+    async def _relay(
+        self,
+        principal: Principal,
+        opened: OpenedStream,
+        context: _Streamed,
+        admitted: Admission | None,
+        reservation: BudgetReservation | None,
+    ) -> AsyncIterator[str | ChatResult]:
+        """The model's pieces as they come, then the finished (cited, costed) result."""
+        text: list[str] = []
+        usage, finish_reason = Usage(), "stop"
+        finished = False
+        try:
+            async for piece in opened.chunks:
+                if piece.delta:
+                    text.append(piece.delta)
+                    yield piece.delta
+                usage = piece.usage or usage
+                finish_reason = piece.finish_reason or finish_reason
+            result = self.chat.finish_stream(
+                opened, "".join(text), usage, finish_reason, context.started
+            )
+            result.cost_usd = self._cost_of(result, context.final)
+            await self._store(context.scope, context.controls, context.query, context.question,
+                              result)  # fmt: skip
+            await self._settle(principal, result, admitted, reservation)
+            finished = True
+            yield result
+        finally:
+            if not finished:  # the client went away, or the stream failed mid-way
+                await self._give_back(admitted, reservation)
+
+    async def _after(
+        self,
+        principal: Principal,
+        result: ChatResult,
+        admitted: Admission | None,
+        reservation: BudgetReservation | None,
+    ) -> AsyncIterator[str | ChatResult]:
+        """A finished answer (a cache hit, or nothing found) replayed word by word."""
+        for piece in _words(result.answer):
+            yield piece
+        await self._settle(principal, result, admitted, reservation)
+        yield result
+
+    async def _admit_rate(self, principal: Principal, tokens: int) -> Admission | None:
+        """The rate limiter's decision; None when rate limits are off."""
+        if self.limiter is None:
             return None
         with span("chat.rate_limit"):
             return await self.limiter.admit(principal, tokens)
@@ -143,23 +252,15 @@ class GovernedChat:
         """Screens the user's message for prompt injection: block refuses (and is audited),
         flag answers but never from or into the cache."""
         with span("chat.validate") as current:
-            screening = await self.services.injection_screen.screen_user(
-                query.messages[-1]["content"]
-            )
+            screening = await self.screen.screen_user(query.messages[-1]["content"])
             current.set_attribute("injection.action", screening.action)
         if screening.action == "block":
             reasons = list(screening.verdict.reasons)
-            await self.services.audit_log.record(
+            await self.audit.record(
                 "injection_blocked", actor=principal.user_id, tenant=principal.tenant,
                 outcome="blocked", target="chat", reason="; ".join(reasons),
             )  # fmt: skip
-            raise ProblemError(
-                400,
-                "the message was refused: it reads as an attempt to override the assistant's "
-                "instructions",
-                code="prompt_injection",
-                reasons=reasons,
-            )
+            raise PromptInjectionBlocked(reasons)
         if screening.action == "flag":
             return replace(controls, flagged=True)
         return controls
@@ -169,7 +270,7 @@ class GovernedChat:
     def _decide(
         self, principal: Principal, query: ChatQuery, controls: Controls, prompt_tokens: int,
         context_tokens: int,
-    ) -> cost.Decision | None:  # fmt: skip
+    ) -> cost.TierChoice | None:  # fmt: skip
         """The cost router's tier for this request; None when no prices are configured."""
         if self.router_options is None:
             return None
@@ -183,20 +284,20 @@ class GovernedChat:
         )
         decided = cost.route(request, principal, self.router_options)
         if isinstance(decided, cost.Refusal):
-            raise _refusal_problem(decided)
+            raise decided
         return decided
 
     async def _admit_budget(
         self, principal: Principal, query: ChatQuery, controls: Controls, prompt_tokens: int
-    ) -> tuple[ChatQuery, Reservation | None]:
+    ) -> tuple[ChatQuery, BudgetReservation | None]:
         """Reserves the estimated cost; a soft limit steps the tier down, a hard one refuses."""
         context = max(0, prompt_tokens - PROMPT_OVERHEAD_TOKENS)
         decision = self._decide(principal, query, controls, prompt_tokens, context)
-        if decision is None:
+        if decision is None or self.gate is None:
             return replace(query, tier=controls.tier_override or query.tier), None
         admitted = await self.gate.admit(principal, decision)
         if isinstance(admitted, cost.Refusal):
-            raise _refusal_problem(admitted)
+            raise admitted
         return replace(query, tier=admitted.decision.tier), admitted
 
     # Cache, retrieval, routing, model ------------------------------------------------------
@@ -209,27 +310,25 @@ class GovernedChat:
         deadline: Deadline,
         started: float,
     ) -> tuple[ChatResult, str]:
-        scope = None
-        cache_state = "off"
-        if self.cache is not None:
-            skip = self.cache.bypass(
-                query.messages, temperature=controls.temperature, tools=controls.tools,
-                cache_control=controls.cache_control,
-            )  # fmt: skip
-            if controls.flagged:
-                skip = skip._replace(bypass=True, reason="flagged by validation")
-            cache_state = f"bypass; {skip.reason}" if skip.bypass else "miss"
-            if not skip.bypass:
-                scope = self.cache.scope(principal, principal.groups, query.tier, SYSTEM_TEMPLATE)
-                with span("chat.cache_lookup"):
-                    hit = await self.cache.lookup(scope, standalone_question(query.messages))
-                if hit is not None:
-                    return self._cached(
-                        hit.result, started
-                    ), f"hit; {hit.path}; {hit.similarity:.3f}"
-        question, chunks = await self.chat.retrieve(principal, query)
+        with span("chat.condense"):
+            question = standalone_question(query.messages)
+        scope, cache_state, hit = await self._lookup(principal, query, controls, question)
+        if hit is not None:
+            return self._replayed(hit, started), cache_state
+        chunks, flagged, tier, final = await self._prepare(principal, query, controls, question)
+        result = await self.chat.complete(query, question, chunks, tier, deadline, started, flagged)
+        result.cost_usd = self._cost_of(result, final)
+        await self._store(scope, controls, query, question, result)
+        return result, cache_state
+
+    async def _prepare(
+        self, principal: Principal, query: ChatQuery, controls: Controls, question: str
+    ) -> tuple[list[RetrievedChunk], frozenset[str], str, cost.TierChoice | None]:
+        """Retrieval, the source screen and the final tier: the chunks to ground on, those
+        flagged, the tier to call and the router's decision for it."""
+        chunks = await self.chat.retrieve(principal, question, query)
         with span("chat.screen_sources"):
-            screened = await self.services.injection_screen.screen_documents(chunks)
+            screened = await self.screen.screen_documents(chunks)
         chunks = screened.kept
         flagged = frozenset(chunk.id for chunk in screened.flagged)
         tier = query.tier
@@ -239,20 +338,44 @@ class GovernedChat:
             final = self._decide(principal, query, controls, prompt, context_tokens)
             if final is not None and final.tier != tier and not controls.tier_override:
                 # The reservation was made at `tier`; never step up past what was reserved.
-                tier = min((tier, final.tier), key=("economy", "standard", "premium").index)
-        result = await self.chat.complete(query, question, chunks, tier, deadline, started, flagged)
-        result.cost_usd = self._cost_of(result, final)
-        await self._store(scope, controls, query, question, result)
-        return result, cache_state
+                tier = min((tier, final.tier), key=TIER_ORDER.index)
+        return chunks, flagged, tier, final
 
-    def _cached(self, result: ChatResult, started: float) -> ChatResult:
+    async def _lookup(
+        self, principal: Principal, query: ChatQuery, controls: Controls, question: str
+    ) -> tuple[CacheScope | None, str, ChatResult | None]:
+        """The cache scope to store into (None: bypassed), the cache state header, and a hit."""
+        if self.cache is None:
+            return None, "off", None
+        skip = self.cache.bypass(
+            query.messages, temperature=controls.temperature, tools=controls.tools,
+            cache_control=controls.cache_control,
+        )  # fmt: skip
+        if controls.flagged:
+            skip = skip._replace(bypass=True, reason="flagged by validation")
+        if skip.bypass:
+            return None, f"bypass; {skip.reason}", None
+        scope = self.cache.scope(principal, principal.groups, query.tier, SYSTEM_TEMPLATE)
+        with span("chat.cache_lookup"):
+            hit = await self.cache.lookup(scope, question)
+        if hit is None:
+            return scope, "miss", None
+        state = f"hit; {hit.path}; {hit.similarity:.3f}"
+        return scope, state, hit.result
+
+    def _replayed(self, result: ChatResult, started: float) -> ChatResult:
         return replace(
             result, cached=True, usage=Usage(), cost_usd=0.0, llm_seconds=0.0,
             total_seconds=time.perf_counter() - started, trace_id=current_trace_id(),
         )  # fmt: skip
 
     async def _store(
-        self, scope: Any, controls: Controls, query: ChatQuery, question: str, result: ChatResult
+        self,
+        scope: CacheScope | None,
+        controls: Controls,
+        query: ChatQuery,
+        question: str,
+        result: ChatResult,
     ) -> None:
         if self.cache is None or scope is None:
             return
@@ -265,20 +388,13 @@ class GovernedChat:
         if skip.bypass:
             return
         with span("chat.cache_store"):
-            if await self._citations_current(scope.tenant, result):
+            # Retrieval's index refreshes every few seconds: an answer built on a version
+            # re-indexed meanwhile must not be cached (its invalidation has already run).
+            cited = {citation.chunk_id for citation in result.citations}
+            if await self.chunks_live(scope.tenant, cited):
                 await self.cache.store(scope, question, result)
 
-    async def _citations_current(self, tenant: str, result: ChatResult) -> bool:
-        """Whether every cited chunk is still live: retrieval's index refreshes every few
-        seconds, so an answer built on a version re-indexed meanwhile must not be cached (its
-        invalidation has already run)."""
-        for chunk_id in {citation.chunk_id for citation in result.citations}:
-            chunk = await self.services.store.read(CHUNKS, chunk_id, tenant)
-            if chunk is None or chunk.get("status") != LIVE:
-                return False
-        return True
-
-    def _cost_of(self, result: ChatResult, decision: cost.Decision | None) -> float:
+    def _cost_of(self, result: ChatResult, decision: cost.TierChoice | None) -> float:
         """The actual cost from `usage`, logged beside the router's estimate. Models without a
         price (the offline answerer) cost nothing."""
         options = self.router_options
@@ -294,8 +410,8 @@ class GovernedChat:
         self,
         principal: Principal,
         result: ChatResult,
-        admitted: ratelimit.Decision | None,
-        reservation: Reservation | None,
+        admitted: Admission | None,
+        reservation: BudgetReservation | None,
     ) -> None:
         """Ledger first (the budget audit relies on that order), then budget and tokens."""
         with span("chat.ledger_settle"):
@@ -309,19 +425,19 @@ class GovernedChat:
                     reservation_id=reservation.id if reservation else None, time=time.time(),
                 )
             )  # fmt: skip
-            if reservation is not None:
+            if reservation is not None and self.gate is not None:
                 await self.gate.settle(reservation, result.cost_usd)
-            if admitted is not None and admitted.reservation is not None:
+            if admitted is not None and self.limiter is not None:
                 await self.limiter.settle(admitted.reservation, result.usage.total_tokens)
 
     async def _give_back(
-        self, admitted: ratelimit.Decision | None, reservation: Reservation | None
+        self, admitted: Admission | None, reservation: BudgetReservation | None
     ) -> None:
         """A request that failed before a model answered returns what it took."""
         try:
-            if reservation is not None:
+            if reservation is not None and self.gate is not None:
                 await self.gate.release(reservation)
-            if admitted is not None and admitted.reservation is not None:
+            if admitted is not None and self.limiter is not None:
                 await self.limiter.settle(admitted.reservation, 0)
         except Exception:  # the original failure matters more; the audit repairs drift
             log.warning("Could not give back a failed request's reservations", exc_info=True)

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from shared.http import ProblemError
+from shared.errors import InvalidRequest, UnsupportedMediaType
 
 MAX_MESSAGES = 50
 MAX_MESSAGE_CHARS = 32_000
@@ -68,18 +68,18 @@ class CompletionRequest(BaseModel):
 
 
 def parse_model(model: type[BaseModel], body: bytes, content_type: str | None = None) -> Any:
-    """Parses a JSON body into `model`, or raises a 400/415 problem naming what is wrong."""
+    """Parses a JSON body into `model`, or raises InvalidRequest/UnsupportedMediaType."""
     media_type = (content_type or "application/json").split(";")[0].strip().lower()
     if media_type != "application/json" and not media_type.endswith("+json"):
-        raise ProblemError(415, f"send application/json, not {media_type}")
+        raise UnsupportedMediaType(f"send application/json, not {media_type}")
     if not body:
-        raise ProblemError(400, "the request body is empty: send a JSON object")
+        raise InvalidRequest("the request body is empty: send a JSON object")
     try:
         return model.model_validate_json(body)
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "body"
-        raise ProblemError(400, f"{where}: {first['msg']}", param=where) from error
+        raise InvalidRequest(f"{where}: {first['msg']}", param=where) from error
 
 
 def last_user_message(messages: list[Message]) -> str:
@@ -87,4 +87,4 @@ def last_user_message(messages: list[Message]) -> str:
     for message in reversed(messages):
         if message.role == "user" and message.content.strip():
             return message.content.strip()
-    raise ProblemError(400, "messages must contain a non-empty user message", param="messages")
+    raise InvalidRequest("messages must contain a non-empty user message", param="messages")

@@ -1,16 +1,26 @@
-"""Chat answers as HTTP responses: docgate's JSON, OpenAI's JSON and SSE, and the headers."""
+"""Chat answers as HTTP responses: docgate's JSON, OpenAI's JSON and SSE, and the headers.
+
+Streamed answers are OpenAI's server-sent events, sent as the model generates them: the text
+deltas as they come, then the sources block, the chunk with the finish reason and the `docgate`
+extra (citations), the usage chunk when asked, and `data: [DONE]`.
+"""
 
 from __future__ import annotations
 
 import json
 import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
-import azure.functions as func
+from starlette.responses import Response
 
+from shared.chat.governance import GovernedStream
 from shared.chat.service import ChatResult
-from shared.http import ProblemError, json_response
+from shared.errors import NotFound
+from shared.http import json_response
+from shared.problems import Problem
+from shared.telemetry import current_trace_id
 
 MODEL_PREFIX = "docgate"
 OPENAI_ERROR_TYPES = {
@@ -24,6 +34,10 @@ OPENAI_ERROR_TYPES = {
     503: "service_unavailable",
     504: "timeout",
 }
+
+
+class UnknownModel(NotFound):
+    """The OpenAI `model` names no docgate tier."""
 
 
 def docgate_headers(result: ChatResult, governance: dict[str, str] | None = None) -> dict[str, str]:
@@ -60,9 +74,7 @@ def chat_json(result: ChatResult) -> dict[str, Any]:
     return body
 
 
-def chat_response(
-    result: ChatResult, governance: dict[str, str] | None = None
-) -> func.HttpResponse:
+def chat_response(result: ChatResult, governance: dict[str, str] | None = None) -> Response:
     """`POST /api/chat` as an HTTP response."""
     return json_response(chat_json(result), headers=docgate_headers(result, governance))
 
@@ -87,8 +99,8 @@ def tier_of_model(model: str) -> str | None:
     prefix = f"{MODEL_PREFIX}-"
     tier = model[len(prefix) :] if model.startswith(prefix) else None
     if tier not in ("economy", "standard", "premium"):
-        raise ProblemError(
-            404, f"The model '{model}' does not exist; see GET /api/v1/models", param="model",
+        raise UnknownModel(
+            f"The model '{model}' does not exist; see GET /api/v1/models", param="model",
             code="model_not_found",
         )  # fmt: skip
     return tier
@@ -139,37 +151,60 @@ def _sse(payload: dict[str, Any] | str) -> str:
     return f"data: {data}\n\n"
 
 
-def completion_sse(result: ChatResult, requested_model: str, include_usage: bool) -> str:
-    """The completion as OpenAI's server-sent events, ending with `data: [DONE]`.
-
-    Word-sized deltas, then a chunk with the finish reason and the `docgate` extra, then (when
-    asked) a chunk with usage and no choices, as OpenAI sends them.
-    """
-    identity = {
+def _chunk_identity(requested_model: str) -> dict[str, Any]:
+    return {
         "id": f"chatcmpl-{uuid.uuid4().hex}",
         "object": "chat.completion.chunk",
         "created": int(time.time()),
         "model": requested_model,
     }
-    content = content_with_sources(result)
-    events = [_sse({**identity, "choices": [_delta({"role": "assistant", "content": ""})]})]
-    words = content.split(" ")
-    for index, word in enumerate(words):
-        piece = word if index == len(words) - 1 else word + " "
-        events.append(_sse({**identity, "choices": [_delta({"content": piece})]}))
+
+
+def stream_headers(stream: GovernedStream) -> dict[str, str]:
+    """The headers of a streamed answer: known before its first piece (no usage yet)."""
+    return {
+        **stream.headers,
+        "x-docgate-model": stream.model,
+        "x-docgate-region": stream.region,
+        "x-docgate-tier": stream.tier,
+        "x-docgate-trace-id": current_trace_id(),
+        "Cache-Control": "no-cache",
+    }
+
+
+async def completion_events(
+    stream: GovernedStream, requested_model: str, include_usage: bool
+) -> AsyncIterator[str]:
+    """The completion as OpenAI's server-sent events, each sent as soon as it exists."""
+    identity = _chunk_identity(requested_model)
+    yield _sse({**identity, "choices": [_delta({"role": "assistant", "content": ""})]})
+    result: ChatResult | None = None
+    pieces = stream.pieces
+    try:
+        async for piece in pieces:
+            if isinstance(piece, ChatResult):
+                result = piece
+            else:
+                yield _sse({**identity, "choices": [_delta({"content": piece})]})
+    finally:
+        await pieces.aclose()  # type: ignore[attr-defined]  # an async generator
+    if result is None:
+        return
+    sources = content_with_sources(result)[len(result.answer) :]
+    if sources:
+        yield _sse({**identity, "choices": [_delta({"content": sources})]})
     final = {**identity, "choices": [_delta({}, result.finish_reason)], "docgate": _extra(result)}
-    events.append(_sse(final))
+    yield _sse(final)
     if include_usage:
-        events.append(_sse({**identity, "choices": [], "usage": _usage(result)}))
-    events.append(_sse("[DONE]"))
-    return "".join(events)
+        yield _sse({**identity, "choices": [], "usage": _usage(result)})
+    yield _sse("[DONE]")
 
 
 def _delta(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
     return {"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}
 
 
-def openai_error(problem: ProblemError, route: str) -> func.HttpResponse:
+def openai_error(problem: Problem, route: str) -> Response:
     """A problem in OpenAI's error shape: `{"error": {message, type, param, code}}`."""
     body = {
         "error": {
@@ -179,11 +214,11 @@ def openai_error(problem: ProblemError, route: str) -> func.HttpResponse:
             "code": problem.extra.get("code"),
         }
     }
-    return func.HttpResponse(
+    return Response(
         json.dumps(body),
         status_code=problem.status,
         headers=problem.headers,
-        mimetype="application/json",
+        media_type="application/json",
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -14,10 +15,9 @@ from shared.llm.prompts import (
     cited_numbers,
     strip_unknown_citations,
 )
-from shared.llm.types import LlmRequest, LlmResponse, Usage
+from shared.llm.types import LlmChunk, LlmRequest, LlmResponse, Usage
 from shared.resilience.retry import Deadline
-from shared.retrieval.condense import standalone_question
-from shared.retrieval.search import RetrievedChunk
+from shared.retrieval.search import RetrievedChunk, Retriever
 from shared.security.injection import spotlight
 from shared.security.principal import Principal
 from shared.telemetry import current_trace_id, span
@@ -154,34 +154,57 @@ def cite(answer: str, chunks: list[RetrievedChunk]) -> tuple[str, list[Citation]
     return answer, citations
 
 
-class ChatService:
-    """The chat path: condense -> retrieve -> ground -> model -> cite.
+ModelCall = Callable[[LlmRequest, str, Deadline], Awaitable[tuple[LlmResponse, str]]]
+# (request, tier, deadline) -> the chunks, who serves them, and its model
+ModelStream = Callable[
+    [LlmRequest, str, Deadline], Awaitable[tuple[AsyncIterator[LlmChunk], str, str]]
+]
 
-    `model_call(request, tier, deadline)` is the region router (or the offline extractive
-    answerer when no region is configured); it returns the response and the region that served.
+
+@dataclass
+class OpenedStream:
+    """A model stream under way: its chunks, who serves it, and what its answer needs."""
+
+    chunks: AsyncIterator[LlmChunk]
+    query: ChatQuery
+    region: str
+    model: str
+    sources: list[RetrievedChunk]
+    llm_started: float
+
+
+def grounded_request(
+    query: ChatQuery, question: str, chunks: list[RetrievedChunk], flagged: frozenset[str]
+) -> LlmRequest:
+    """The model's request: the grounded prompt over the sources, and the conversation so far."""
+    history = [m for m in query.messages[:-1] if m["role"] in ("user", "assistant")]
+    return LlmRequest(
+        messages=build_messages(question, history, sources_of(chunks, flagged)),
+        max_tokens=query.max_tokens,
+        temperature=query.temperature,
+    )
+
+
+class ChatService:
+    """The chat path: retrieve -> ground -> model -> cite.
+
+    `model_call(request, tier, deadline)` is the region router's `serve` (or the offline
+    extractive answerer's when no region is configured): the response and who served it.
     """
 
-    def __init__(self, retriever: Any, model_call: Any) -> None:
+    def __init__(
+        self, retriever: Retriever, model_call: ModelCall, model_stream: ModelStream
+    ) -> None:
         self.retriever = retriever
         self.model_call = model_call
+        self.model_stream = model_stream
 
     async def retrieve(
-        self, principal: Principal, query: ChatQuery
-    ) -> tuple[str, list[RetrievedChunk]]:
-        """The standalone question and the chunks the caller may read that answer it."""
-        with span("chat.condense"):
-            question = standalone_question(query.messages)
+        self, principal: Principal, question: str, query: ChatQuery
+    ) -> list[RetrievedChunk]:
+        """The chunks the caller may read that answer the (standalone) question."""
         with span("chat.retrieve", top_k=query.top_k):
-            chunks = await self.retriever.retrieve(question, principal, query.filters, query.top_k)
-        return question, chunks
-
-    async def answer(
-        self, principal: Principal, query: ChatQuery, deadline: Deadline
-    ) -> ChatResult:
-        """A grounded, cited answer."""
-        started = time.perf_counter()
-        question, chunks = await self.retrieve(principal, query)
-        return await self.complete(query, question, chunks, query.tier, deadline, started)
+            return await self.retriever.retrieve(question, principal, query.filters, query.top_k)
 
     async def complete(
         self,
@@ -196,17 +219,8 @@ class ChatService:
         """The model's grounded answer over retrieved chunks, at `tier`, with citations."""
         query = replace(query, tier=tier)
         if not chunks:
-            return ChatResult(
-                answer=NOTHING_FOUND, citations=[], model=NO_SOURCES_MODEL, tier=query.tier,
-                region=NO_SOURCES_MODEL, usage=Usage(), trace_id=current_trace_id(),
-                total_seconds=time.perf_counter() - started,
-            )  # fmt: skip
-        history = [m for m in query.messages[:-1] if m["role"] in ("user", "assistant")]
-        request = LlmRequest(
-            messages=build_messages(question, history, sources_of(chunks, flagged)),
-            max_tokens=query.max_tokens,
-            temperature=query.temperature,
-        )
+            return self.nothing_found(query, query.tier, started)
+        request = grounded_request(query, question, chunks, flagged)
         llm_started = time.perf_counter()
         with span("chat.llm", tier=query.tier) as current:
             response, region = await self.model_call(request, query.tier, deadline)
@@ -214,6 +228,44 @@ class ChatService:
             current.set_attribute("llm.model", response.model)
         llm_seconds = time.perf_counter() - llm_started
         return self._result(query, response, region, chunks, started, llm_seconds)
+
+    async def open_stream(
+        self,
+        query: ChatQuery,
+        question: str,
+        chunks: list[RetrievedChunk],
+        tier: str,
+        deadline: Deadline,
+        flagged: frozenset[str] = frozenset(),
+    ) -> OpenedStream | None:
+        """The model's grounded answer as a stream (None when no source was found)."""
+        query = replace(query, tier=tier)
+        if not chunks:
+            return None
+        request = grounded_request(query, question, chunks, flagged)
+        llm_started = time.perf_counter()
+        with span("chat.llm_stream", tier=query.tier) as current:
+            pieces, region, model = await self.model_stream(request, query.tier, deadline)
+            current.set_attribute("llm.region", region)
+        return OpenedStream(pieces, query, region, model, chunks, llm_started)
+
+    def finish_stream(
+        self, opened: OpenedStream, text: str, usage: Usage, finish_reason: str, started: float
+    ) -> ChatResult:
+        """The streamed answer, cited, once its last chunk has arrived."""
+        response = LlmResponse(text, opened.model, usage, finish_reason)
+        llm_seconds = time.perf_counter() - opened.llm_started
+        return self._result(
+            opened.query, response, opened.region, opened.sources, started, llm_seconds
+        )
+
+    def nothing_found(self, query: ChatQuery, tier: str, started: float) -> ChatResult:
+        """The answer when no source the caller may read answers the question."""
+        return ChatResult(
+            answer=NOTHING_FOUND, citations=[], model=NO_SOURCES_MODEL, tier=tier,
+            region=NO_SOURCES_MODEL, usage=Usage(), trace_id=current_trace_id(),
+            total_seconds=time.perf_counter() - started,
+        )  # fmt: skip
 
     def _result(
         self,

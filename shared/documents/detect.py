@@ -48,6 +48,10 @@ MACH_O_EXECUTABLE = "application/x-mach-binary"
 SCRIPT = "text/x-shellscript"
 
 SUPPORTED_TYPES = frozenset({PDF, PNG, JPEG, GIF, BMP, TIFF, DOCX, PPTX, TEXT, MARKDOWN, HTML})
+# Read in page ranges (big documents fan out); every other type is read in one go.
+PAGED_TYPES = frozenset({PDF})
+# Text the local extractor reads exactly: never worth sending to Document Intelligence.
+TEXTUAL_TYPES = frozenset({DOCX, PPTX, TEXT, MARKDOWN, HTML})
 EXECUTABLE_TYPES = frozenset({WINDOWS_EXECUTABLE, ELF_EXECUTABLE, MACH_O_EXECUTABLE, SCRIPT})
 TEXT_TYPES = frozenset({TEXT, MARKDOWN, HTML})
 IMAGE_TYPES = frozenset({PNG, JPEG, GIF, BMP, TIFF})

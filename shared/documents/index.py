@@ -10,14 +10,20 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from shared.storage.cosmos import CosmosStore, PreconditionFailed
+from shared.documents.figures import FigureCache
+from shared.storage.cosmos import ContainerSpec, CosmosStore, PreconditionFailed
 
-CHUNKS = "chunks"
-MANIFESTS = "manifests"
-FIGURES = "figures"
+# Partitioned by tenant: every query of retrieval and of the documents API is scoped to one
+# tenant. (One logical partition holds at most 20 GB; a tenant beyond that needs a
+# hierarchical key.)
+CHUNKS_CONTAINER = ContainerSpec("chunks", "/tenant")
+MANIFESTS_CONTAINER = ContainerSpec("manifests", "/tenant")
+CHUNKS = CHUNKS_CONTAINER.name
+MANIFESTS = MANIFESTS_CONTAINER.name
 STAGED = "staged"
 LIVE = "live"
 INDEX_META_ID = "index-meta"
@@ -26,6 +32,10 @@ INDEX_META_TENANT = "_index"
 
 class EmbeddingMismatch(Exception):
     """The index holds vectors of another model or dimension: mixing them is refused."""
+
+
+class VersionConflict(Exception):
+    """Another version of the document committed concurrently (retrying re-reads it)."""
 
 
 @dataclass(frozen=True)
@@ -165,7 +175,9 @@ async def discard_staged(store: CosmosStore, tenant: str, doc_id: str) -> int:
     return len(items)
 
 
-async def remove_document_index(store: CosmosStore, tenant: str, doc_id: str) -> dict[str, int]:
+async def remove_document_index(
+    store: CosmosStore, figures: FigureCache, tenant: str, doc_id: str
+) -> dict[str, int]:
     """Deletes every chunk, the manifest and the figure descriptions of a document."""
     manifest = await read_manifest(store, tenant, doc_id)
     chunks = await store.query_partition(
@@ -173,28 +185,101 @@ async def remove_document_index(store: CosmosStore, tenant: str, doc_id: str) ->
     )
     for item in chunks:
         await store.delete(CHUNKS, item["id"], tenant)
-    figures = 0
-    for figure_hash in (manifest or {}).get("figure_hashes", []):
-        figures += await store.delete(FIGURES, figure_hash, figure_hash)
+    described = await figures.forget((manifest or {}).get("figure_hashes", []))
     if manifest is not None:
         await store.delete(MANIFESTS, doc_id, tenant)
-    return {"chunks": len(chunks), "figures": figures}
+    return {"chunks": len(chunks), "figures": described}
+
+
+@dataclass(frozen=True)
+class Version:
+    """A document version to make searchable: its record and what its chunks are made of."""
+
+    document: dict[str, Any]  # the record's item, with this version's media_type and sha256
+    etag: str
+    figure_hashes: list[str]
+
+
+@dataclass(frozen=True)
+class Committed:
+    """What committing a version changed."""
+
+    chunk_ids: list[str]
+    added: int
+    removed: int
+    embedding_model: str
+    embedding_dim: int
+
+    @property
+    def unchanged(self) -> int:
+        """Chunks the previous version had already (same content, same id)."""
+        return len(self.chunk_ids) - self.added
+
+
+async def is_live(store: CosmosStore, tenant: str, chunk_ids: Iterable[str]) -> bool:
+    """Whether every one of these chunks is still live (none deleted or re-staged)."""
+    for chunk_id in chunk_ids:
+        chunk = await store.read(CHUNKS, chunk_id, tenant)
+        if chunk is None or chunk.get("status") != LIVE:
+            return False
+    return True
+
+
+async def commit_version(
+    store: CosmosStore, version: Version, drafts: list[ChunkDraft], model: str
+) -> Committed:
+    """Stages the version's chunks, then commits them: this version becomes the searchable one.
+
+    EmbeddingMismatch when the index holds vectors of another model; VersionConflict when
+    another version committed meanwhile (a retry re-reads it and converges).
+    """
+    dimensions = len(drafts[0].embedding)
+    await check_embedding_space(store, model, dimensions)
+    document = version.document
+    tenant, doc_id = document["tenant"], document["id"]
+    ids = chunk_ids(doc_id, drafts, model)
+    previous = await read_manifest(store, tenant, doc_id)
+    live = set((previous or {}).get("chunk_ids", []))
+    items = [
+        chunk_item(cid, draft, document, model) for cid, draft in zip(ids, drafts, strict=True)
+    ]
+    staged = await stage_chunks(store, items, live)
+    manifest = {
+        "version": document["sha256"],
+        "etag": version.etag,
+        "chunk_ids": ids,
+        "figure_hashes": version.figure_hashes,
+        "embedding_model": model,
+        "embedding_dim": dimensions,
+    }
+    try:
+        removed = await commit_chunks(store, tenant, doc_id, manifest, previous)
+    except PreconditionFailed as conflict:
+        raise VersionConflict(
+            "another version of this document committed concurrently"
+        ) from conflict
+    return Committed(ids, len(staged), removed, model, dimensions)
 
 
 __all__ = [
     "CHUNKS",
-    "FIGURES",
+    "CHUNKS_CONTAINER",
     "LIVE",
     "MANIFESTS",
+    "MANIFESTS_CONTAINER",
     "STAGED",
     "ChunkDraft",
+    "Committed",
     "EmbeddingMismatch",
-    "PreconditionFailed",
+    "Version",
+    "VersionConflict",
     "check_embedding_space",
     "chunk_ids",
     "chunk_item",
     "commit_chunks",
+    "commit_version",
     "discard_staged",
+    "is_live",
     "read_manifest",
     "remove_document_index",
     "stage_chunks",

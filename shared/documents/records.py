@@ -7,9 +7,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.storage.cosmos import CosmosStore
+from shared.storage.cosmos import ContainerSpec, CosmosStore
 
-DOCUMENTS = "documents"
+DOCUMENTS_CONTAINER = ContainerSpec("documents", "/tenant")
+DOCUMENTS = DOCUMENTS_CONTAINER.name
 DEFAULT_TENANT = "default"
 STATES = ("queued", "running", "succeeded", "failed", "deleted")
 

@@ -19,7 +19,7 @@ the other 4xx (bad input, wrong key or deployment) raise `EmbeddingRequestError`
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Self
 
 import openai
@@ -31,7 +31,7 @@ from shared.embeddings import EmbeddingRequestError
 from shared.resilience.retry import cap, parse_retry_after
 
 if TYPE_CHECKING:
-    from shared.config import Settings
+    pass
 
 COGNITIVE_SERVICES_SCOPE = "https://cognitiveservices.azure.com/.default"
 MAX_RETRY_AFTER_SECONDS = 300.0
@@ -85,24 +85,6 @@ class AzureOpenAIEmbedder:
             ),
             max_retries=max_retries,
             timeout=timeout_seconds,
-        )
-
-    @classmethod
-    def from_settings(
-        cls, settings: Settings, get_credential: Callable[[Settings], AsyncTokenCredential]
-    ) -> AzureOpenAIEmbedder:
-        """From the app settings: the key when one is set (test doubles), else the credential."""
-        if not settings.embedding.endpoint:
-            raise ValueError("AZURE_OPENAI_EMBEDDING_ENDPOINT is not set")
-        # An unknown model fails here, in _dimensions, rather than guessing a vector size.
-        return cls(
-            endpoint=settings.embedding.endpoint,
-            deployment=settings.embedding.deployment,
-            api_version=settings.embedding.api_version,
-            model=settings.embedding.model,
-            dimensions=settings.embedding.dimensions,
-            api_key=settings.embedding.key or None,
-            credential=None if settings.embedding.key else get_credential(settings),
         )
 
     async def embed(self, texts: list[str]) -> list[list[float]]:

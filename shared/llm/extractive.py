@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from shared.llm.prompts import NOT_FOUND_ANSWER, Source, parse_sources
 from shared.llm.types import LlmChunk, LlmError, LlmRequest, LlmResponse, Usage
+from shared.resilience.retry import Deadline
 from shared.tokens import count_tokens
 
 MODEL = "local-extractive"
@@ -88,6 +89,18 @@ class ExtractiveAnswerer:
         answer = self.answer(request)
         usage = Usage(_prompt_tokens(request), count_tokens(answer))
         return LlmResponse(content=answer, model=self.model, usage=usage, finish_reason="stop")
+
+    async def serve(
+        self, request: LlmRequest, tier: str, deadline: Deadline
+    ) -> tuple[LlmResponse, str]:
+        """The chat path's model call when no region is configured: every tier is this one."""
+        return await self.complete(request, deadline.remaining()), self.name
+
+    async def serve_stream(
+        self, request: LlmRequest, tier: str, deadline: Deadline
+    ) -> tuple[AsyncIterator[LlmChunk], str, str]:
+        """The chat path's streaming model call: word-sized pieces, this answerer, its model."""
+        return self.stream(request, deadline.remaining()), self.name, self.model
 
     async def stream(self, request: LlmRequest, timeout_seconds: float) -> AsyncIterator[LlmChunk]:
         """The same answer as `complete`, word by word; the last piece carries usage."""

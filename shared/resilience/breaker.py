@@ -28,6 +28,7 @@ from urllib.parse import quote
 from shared.resilience.retry import cap
 from shared.storage.cas import (
     CasStore,
+    Codec,
     Conflict,
     CosmosCasStore,
     KeyLocks,
@@ -195,24 +196,12 @@ BreakerConflict = Conflict
 BreakerStore = CasStore[BreakerState]
 
 
-class BreakerCodec:
-    """Breaker states as Cosmos items: the key, escaped, is the id and the partition key."""
-
-    def key_of(self, state: BreakerState) -> str:
-        """The breaker's key."""
-        return state.key
-
-    def item_id(self, key: str) -> str:
-        """The escaped key."""
-        return item_id(key)
-
-    def to_item(self, state: BreakerState) -> dict[str, Any]:
-        """The item."""
-        return state.to_item()
-
-    def from_item(self, item: dict[str, Any]) -> BreakerState:
-        """The state."""
-        return BreakerState.from_item(item)
+BREAKER_CODEC: Codec[BreakerState] = Codec(
+    key_of=lambda state: state.key,
+    to_item=BreakerState.to_item,
+    from_item=BreakerState.from_item,
+    item_id=item_id,  # keys hold characters Cosmos ids may not
+)
 
 
 class MemoryBreakerStore(MemoryCasStore[BreakerState]):
@@ -220,7 +209,7 @@ class MemoryBreakerStore(MemoryCasStore[BreakerState]):
 
     def __init__(self) -> None:
         """Start empty."""
-        super().__init__(BreakerCodec())
+        super().__init__(BREAKER_CODEC)
 
 
 class CosmosBreakerStore(CosmosCasStore[BreakerState]):
@@ -228,7 +217,7 @@ class CosmosBreakerStore(CosmosCasStore[BreakerState]):
 
     def __init__(self, store: CosmosStore, container: str = BREAKERS_CONTAINER.name) -> None:
         """Use `container` of `store` (registered by the caller: see BREAKERS_CONTAINER)."""
-        super().__init__(store, container, BreakerCodec())
+        super().__init__(store, container, BREAKER_CODEC)
 
 
 class _Tolerant:

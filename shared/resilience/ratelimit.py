@@ -165,7 +165,7 @@ class Bucket:
 
 
 @dataclass(frozen=True)
-class Reservation:
+class TokenReservation:
     """What an admission took, so settle() can correct it; settle each reservation once."""
 
     buckets: tuple[Bucket, ...] = ()
@@ -173,7 +173,7 @@ class Reservation:
 
 
 @dataclass(frozen=True)
-class Decision:
+class Admission:
     """The limiter's answer; remaining/reset describe the tightest bucket it saw.
 
     reason: why a request was refused ("requests", "tokens", "too_large", "contention",
@@ -186,12 +186,12 @@ class Decision:
     remaining_tokens: int | None
     reset_seconds: float
     retry_after_seconds: float | None
-    reservation: Reservation
+    reservation: TokenReservation
     reason: str | None = None
     bucket: Literal["user", "tenant"] | None = None
 
 
-def headers(decision: Decision) -> dict[str, str]:
+def headers(decision: Admission) -> dict[str, str]:
     """The x-ratelimit-* response headers, plus Retry-After on a refusal that may retry."""
     result = {"x-ratelimit-reset": str(math.ceil(decision.reset_seconds))}
     if decision.remaining_requests is not None:
@@ -202,6 +202,40 @@ def headers(decision: Decision) -> dict[str, str]:
         # Whole seconds, rounded up (a client retrying early would just be refused again).
         result["Retry-After"] = str(max(1, math.ceil(decision.retry_after_seconds)))
     return result
+
+
+class RateLimitRefused(Exception):
+    """The limiter refused a request; `headers` are the x-ratelimit-* (and Retry-After) ones."""
+
+    def __init__(self, detail: str, admission: Admission) -> None:
+        super().__init__(detail)
+        self.admission = admission
+        self.headers = headers(admission)
+
+
+class RateLimitExceeded(RateLimitRefused):
+    """A bucket holds too little now; retrying after Retry-After can succeed."""
+
+
+class TooLargeForRateLimits(RateLimitRefused):
+    """The request needs more tokens than a whole minute allows: retrying cannot help."""
+
+
+class RateLimiterUnavailable(RateLimitRefused):
+    """The bucket store could not decide (failing closed)."""
+
+
+def refusal_of(admission: Admission) -> RateLimitRefused:
+    """The exception a refused admission raises."""
+    if admission.reason == "too_large":
+        return TooLargeForRateLimits(
+            "the request needs more tokens than a minute allows", admission
+        )
+    if admission.reason == "unavailable":
+        return RateLimiterUnavailable("the rate limiter cannot decide now", admission)
+    return RateLimitExceeded(
+        f"rate limit reached ({admission.bucket} {admission.reason} per minute)", admission
+    )
 
 
 def bucket_ids(principal: Principal) -> tuple[str, str]:
@@ -252,7 +286,7 @@ class RateLimiter:
             buckets.append(Bucket(tenant_id, "tenant", self.limits.tenant))
         return tuple(buckets)
 
-    async def admit(self, principal: Principal, estimated_tokens: int) -> Decision:
+    async def admit(self, principal: Principal, estimated_tokens: int) -> Admission:
         """Reserve 1 request and `estimated_tokens` in every bucket of `principal`, or none."""
         cost = Cost(1, max(0, int(estimated_tokens)))
         buckets = self.buckets_of(principal)
@@ -275,7 +309,7 @@ class RateLimiter:
             return await self._store_failed(error, taken, cost)
         return self._allowed(taken, cost)
 
-    async def settle(self, reservation: Reservation, actual_tokens: int) -> None:
+    async def settle(self, reservation: TokenReservation, actual_tokens: int) -> None:
         """Give back (or charge) the difference between estimated and actual tokens; never raises.
 
         A bucket charged beyond its level goes into debt and refuses until refill repays it:
@@ -290,7 +324,7 @@ class RateLimiter:
 
     # admission steps --------------------------------------------------------------------------
 
-    async def _confirmed_refusal(self, buckets: tuple[Bucket, ...], cost: Cost) -> Decision | None:
+    async def _confirmed_refusal(self, buckets: tuple[Bucket, ...], cost: Cost) -> Admission | None:
         """A refusal by a later bucket, found before anything is taken (None: go ahead).
 
         Only a cached copy that predicts a refusal costs a read; a bucket this instance has not
@@ -329,16 +363,16 @@ class RateLimiter:
 
     async def _store_failed(
         self, error: BaseException, taken: list[tuple[Bucket, Stored]], cost: Cost
-    ) -> Decision:
+    ) -> Admission:
         """Fail open (allow, keeping what was reserved) or closed (give back, refuse)."""
         mode = self.limits.on_store_error
         log.warning("rate limit store unavailable (%s); failing %s", _describe(error), mode)
         if mode == "open":
-            reservation = Reservation(tuple(b for b, _ in taken), cost.tokens)
-            return Decision(True, None, None, 0.0, None, reservation, "unavailable")
+            reservation = TokenReservation(tuple(b for b, _ in taken), cost.tokens)
+            return Admission(True, None, None, 0.0, None, reservation, "unavailable")
         await self._give_back([b for b, _ in taken], cost)
         retry = self.limits.unavailable_retry_after_seconds
-        return Decision(False, None, None, retry, retry, Reservation(), "unavailable")
+        return Admission(False, None, None, retry, retry, TokenReservation(), "unavailable")
 
     # compare-and-swap -------------------------------------------------------------------------
 
@@ -389,20 +423,20 @@ class RateLimiter:
 
     # decisions --------------------------------------------------------------------------------
 
-    def _allowed(self, taken: list[tuple[Bucket, Stored]], cost: Cost) -> Decision:
+    def _allowed(self, taken: list[tuple[Bucket, Stored]], cost: Cost) -> Admission:
         """The admission, reporting the tightest of the buckets as they were written."""
         now = self.clock()
         states = [stored.state for _, stored in taken]
-        return Decision(
+        return Admission(
             allowed=True,
             remaining_requests=min(_remaining(s.requests) for s in states),
             remaining_tokens=min(_remaining(s.tokens) for s in states),
             reset_seconds=max(full_in(s.state, b.limit, now) for b, s in taken),
             retry_after_seconds=None,
-            reservation=Reservation(tuple(b for b, _ in taken), cost.tokens),
+            reservation=TokenReservation(tuple(b for b, _ in taken), cost.tokens),
         )
 
-    def _refused(self, bucket: Bucket, stored: Stored, cost: Cost, outcome: Outcome) -> Decision:
+    def _refused(self, bucket: Bucket, stored: Stored, cost: Cost, outcome: Outcome) -> Admission:
         """The refusal by `bucket`, as last read; nothing stays reserved."""
         now = self.clock()
         level = refill(stored.state, bucket.limit, now)
@@ -411,26 +445,26 @@ class RateLimiter:
         reason = "contention" if contended else refusal(stored.state, bucket.limit, cost, now)
         reason = reason or "requests"
         wait = wait_seconds(stored.state, bucket.limit, cost, now)
-        return Decision(
+        return Admission(
             allowed=False,
             remaining_requests=_remaining(level.requests),
             remaining_tokens=_remaining(level.tokens),
             reset_seconds=full_in(stored.state, bucket.limit, now),
             retry_after_seconds=CONTENTION_RETRY_AFTER_SECONDS if contended else wait,
-            reservation=Reservation(),
+            reservation=TokenReservation(),
             reason=reason,
             bucket=bucket.kind,
         )
 
-    def _too_large(self, bucket: Bucket, cost: Cost) -> Decision:
+    def _too_large(self, bucket: Bucket, cost: Cost) -> Admission:
         """A request no bucket refill can ever admit (its estimate exceeds the capacity)."""
-        return Decision(
+        return Admission(
             allowed=False,
             remaining_requests=None,
             remaining_tokens=None,
             reset_seconds=0.0,
             retry_after_seconds=None,
-            reservation=Reservation(),
+            reservation=TokenReservation(),
             reason="too_large",
             bucket=bucket.kind,
         )

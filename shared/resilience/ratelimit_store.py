@@ -7,11 +7,10 @@ makes it atomic with respect to every other instance.
 
 from __future__ import annotations
 
-from typing import Any
-
 from shared.resilience.ratelimit_buckets import BucketState
 from shared.storage.cas import (
     CasStore,
+    Codec,
     Conflict,
     CosmosCasStore,
     MemoryCasStore,
@@ -29,24 +28,9 @@ BucketConflict = Conflict
 BucketStore = CasStore[BucketState]
 
 
-class BucketCodec:
-    """Bucket states as Cosmos items (the bucket id is already a safe id)."""
-
-    def key_of(self, state: BucketState) -> str:
-        """The bucket id."""
-        return state.id
-
-    def item_id(self, key: str) -> str:
-        """The bucket id itself."""
-        return key
-
-    def to_item(self, state: BucketState) -> dict[str, Any]:
-        """The item."""
-        return state.to_item()
-
-    def from_item(self, item: dict[str, Any]) -> BucketState:
-        """The state."""
-        return BucketState.from_item(item)
+BUCKET_CODEC: Codec[BucketState] = Codec(
+    key_of=lambda state: state.id, to_item=BucketState.to_item, from_item=BucketState.from_item
+)
 
 
 class MemoryBucketStore(MemoryCasStore[BucketState]):
@@ -54,7 +38,7 @@ class MemoryBucketStore(MemoryCasStore[BucketState]):
 
     def __init__(self) -> None:
         """Start empty."""
-        super().__init__(BucketCodec())
+        super().__init__(BUCKET_CODEC)
 
 
 class CosmosBucketStore(CosmosCasStore[BucketState]):
@@ -62,7 +46,7 @@ class CosmosBucketStore(CosmosCasStore[BucketState]):
 
     def __init__(self, store: CosmosStore, container: str = RATE_LIMITS_CONTAINER.name) -> None:
         """Use `container` of `store` (registered by the caller: see RATE_LIMITS_CONTAINER)."""
-        super().__init__(store, container, BucketCodec())
+        super().__init__(store, container, BUCKET_CODEC)
 
 
 __all__ = [

@@ -22,7 +22,7 @@ import logging
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from typing import Any
 
 from shared.llm.types import Usage
@@ -285,7 +285,7 @@ class RouteRequest:
 
 
 @dataclass(frozen=True)
-class Decision:
+class TierChoice:
     """The tier a request runs at, why, what it may cost, and the model in each region."""
 
     tier: str
@@ -298,14 +298,18 @@ class Decision:
     max_tokens: int = 0
 
 
-@dataclass(frozen=True)
-class Refusal:
-    """Why a request is refused before dispatch; `code` is stable, `reason` is for people."""
+class Refusal(Exception):
+    """Why a request is refused before dispatch; `code` is stable, `reason` is for people.
 
-    code: str
-    reason: str
-    status: int = 403
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    The router and the budget gate return it; the chat path raises it; the HTTP edge decides
+    the status from the code.
+    """
+
+    def __init__(self, code: str, reason: str, extra: Mapping[str, Any] | None = None) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+        self.extra: dict[str, Any] = dict(extra or {})
 
 
 def tier_for(score: float, options: RouterOptions) -> str:
@@ -361,9 +365,9 @@ def _build(
     score: float,
     options: RouterOptions,
     stepped_from: str | None = None,
-) -> Decision:
-    """A Decision at `tier` with its estimate and models."""
-    return Decision(
+) -> TierChoice:
+    """A TierChoice at `tier` with its estimate and models."""
+    return TierChoice(
         tier=tier,
         reasons=tuple(reasons),
         estimated_cost_usd=estimate_for(tier, request.prompt_tokens, request.max_tokens, options),
@@ -375,7 +379,7 @@ def _build(
     )
 
 
-def step_down(decision: Decision, reason: str, options: RouterOptions) -> Decision | None:
+def step_down(decision: TierChoice, reason: str, options: RouterOptions) -> TierChoice | None:
     """`decision` one served tier cheaper, with `reason` added; None at the floor."""
     tier = cheaper(decision.tier)
     while tier is not None and not served(tier, options):
@@ -392,7 +396,7 @@ def _override(request: RouteRequest, principal: Principal, options: RouterOption
     """The overriding tier, or a Refusal when it is unknown or the caller may not choose."""
     tier = request.tier_override or ""
     if tier not in TIERS:
-        return Refusal("tier_unknown", f"tier {tier!r} is not one of {', '.join(TIERS)}", 400)
+        return Refusal("tier_unknown", f"tier {tier!r} is not one of {', '.join(TIERS)}")
     allowed = options.override_roles.intersection(principal.roles)
     if not allowed:
         roles = ", ".join(sorted(options.override_roles)) or "no role (overrides are disabled)"
@@ -415,7 +419,7 @@ def _initial(
     return tier, [*reasons, f"complexity {complexity.score:.2f} -> {tier}"], complexity.score
 
 
-def _cap(decision: Decision, cap: float, options: RouterOptions) -> Decision | Refusal:
+def _cap(decision: TierChoice, cap: float, options: RouterOptions) -> TierChoice | Refusal:
     """`decision` stepped down until its estimate fits `cap`, or a Refusal at the floor."""
     while decision.estimated_cost_usd > cap:
         estimate = decision.estimated_cost_usd
@@ -427,7 +431,6 @@ def _cap(decision: Decision, cap: float, options: RouterOptions) -> Decision | R
                 f"{reason}, and {decision.tier} is the cheapest tier: lower max_tokens "
                 f"({decision.max_tokens}), shorten the prompt ({decision.prompt_tokens} tokens) "
                 "or raise max_cost_usd",
-                400,
                 {"estimated_cost_usd": decision.estimated_cost_usd, "max_cost_usd": cap},
             )
         decision = cheaper_decision
@@ -436,7 +439,7 @@ def _cap(decision: Decision, cap: float, options: RouterOptions) -> Decision | R
 
 def route(
     request: RouteRequest, principal: Principal, options: RouterOptions
-) -> Decision | Refusal:
+) -> TierChoice | Refusal:
     """The tier, models and cost estimate for one request, or why it is refused (logged)."""
     initial = _initial(request, principal, options)
     if isinstance(initial, Refusal):
@@ -455,20 +458,10 @@ def route(
     return decision
 
 
-def reprice(
-    decision: Decision, prompt_tokens: int, max_tokens: int, options: RouterOptions
-) -> Decision:
-    """`decision` with its estimate redone for other token counts (same tier and reasons)."""
-    estimate = estimate_for(decision.tier, prompt_tokens, max_tokens, options)
-    return replace(
-        decision, estimated_cost_usd=estimate, prompt_tokens=prompt_tokens, max_tokens=max_tokens
-    )
-
-
 # Logging -------------------------------------------------------------------------------------
 
 
-def log_decision(decision: Decision, principal: Principal | None = None) -> None:
+def log_decision(decision: TierChoice, principal: Principal | None = None) -> None:
     """One structured record per routing decision (custom dimensions in Azure Monitor)."""
     log.info(
         "route %s (estimate $%.6f)",
@@ -498,7 +491,7 @@ def log_refusal(refusal: Refusal, principal: Principal | None = None) -> None:
     )
 
 
-def log_outcome(decision: Decision, model: str, usage: Usage, prices: PriceTable) -> float:
+def log_outcome(decision: TierChoice, model: str, usage: Usage, prices: PriceTable) -> float:
     """Log what the routed call really cost next to its estimate; return the actual cost."""
     cost = prices.actual_cost(model, usage)
     log.info(

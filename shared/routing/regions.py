@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
+from shared.health import DependencyProbe
 from shared.llm.types import LlmChunk, LlmClient, LlmError, LlmRequest, LlmResponse
 from shared.resilience.breaker import BreakerBoard, BreakerState, phase, seconds_until_allowed
 from shared.resilience.retry import Deadline, cap, full_jitter_backoff
@@ -203,6 +204,21 @@ class RegionRouter:
 
         response, region, attempts = await self._route(tier, deadline, call)
         return Routed(response, region, attempts)
+
+    async def serve(
+        self, request: LlmRequest, tier: str, deadline: Deadline
+    ) -> tuple[LlmResponse, str]:
+        """The chat path's model call: the completion and the region that served it."""
+        routed = await self.complete(request, tier, deadline)
+        return routed.response, routed.region
+
+    async def serve_stream(
+        self, request: LlmRequest, tier: str, deadline: Deadline
+    ) -> tuple[AsyncIterator[LlmChunk], str, str]:
+        """The chat path's streaming model call: chunks, the region serving, its model."""
+        routed = await self.stream(request, tier, deadline)
+        model = next(region.model for region in self.regions if region.name == routed.region)
+        return aiter(routed), routed.region, model
 
     async def stream(self, request: LlmRequest, tier: str, deadline: Deadline) -> RoutedStream:
         """A stream from the first region that yields a first chunk; no failover after that."""
@@ -420,3 +436,21 @@ async def _open_stream(client: LlmClient, request: LlmRequest, timeout_seconds: 
         await _close(chunks)
         raise
     return _Opened(chunks, first)
+
+
+class RegionUnavailable(Exception):
+    """The region's circuit breaker is open."""
+
+
+def region_probes(router: RegionRouter) -> list[DependencyProbe]:
+    """Health: each region as its breaker sees it (optional: the app answers offline without
+    any). No model call is made: the region health timer probes regions and feeds breakers."""
+
+    def probe_of(state: dict[str, Any]) -> DependencyProbe:
+        async def probe() -> None:
+            if state["breaker"] == "open":
+                raise RegionUnavailable(state["name"])
+
+        return DependencyProbe(f"llm:{state['name']}", probe, required=False)
+
+    return [probe_of(state) for state in router.region_states()]

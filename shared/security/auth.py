@@ -6,43 +6,73 @@ which the host's own function keys cannot express. Accepted, in order:
 1. App Service authentication's `X-MS-CLIENT-PRINCIPAL`, only when EASYAUTH_ENABLED says the
    platform feature is on (nothing strips a forged header otherwise);
 2. Entra ID bearer tokens (JWTs), validated by `shared/security/jwt.py` (locally: the dev issuer);
-3. API keys from `DOCGATE_API_KEYS`, each bound to one principal (service-to-service callers).
+3. API keys, each bound to one principal (service-to-service callers). They are a secret read
+   through the secret store: Key Vault secret `docgate-api-keys` when KEY_VAULT_URL is set
+   (rotated keys are picked up within SECRETS_TTL_SECONDS), else DOCGATE_API_KEYS.
+
+Failures are this module's exceptions; the HTTP edge turns them into 401/503 problems.
 """
 
 from __future__ import annotations
 
 import hmac
+import json
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import azure.functions as func
-
-from shared.config import Settings
-from shared.http import ProblemError
 from shared.security.easyauth import EasyAuthOptions, identity_from_headers
-from shared.security.jwt import (
-    ClaimMapping,
-    JwtOptions,
-    JwtValidator,
-    SigningKeysUnavailableError,
-    TokenError,
-    dev_issuer_options,
-)
+from shared.security.jwt import JwtValidator, SigningKeysUnavailableError, TokenError
 from shared.security.principal import Principal
 
 CHALLENGE = 'Bearer realm="docgate"'
+API_KEYS_SECRET = "docgate-api-keys"
+ApiKeys = Sequence[Mapping[str, Any]]
 
 
-def presented_credential(req: func.HttpRequest) -> str | None:
+class Unauthenticated(Exception):
+    """No valid credentials: the caller gets a 401 with an RFC 6750 Bearer challenge."""
+
+    def __init__(
+        self, detail: str, invalid_token: bool = False, description: str | None = None
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.invalid_token = invalid_token  # credentials were presented, and refused
+        self.description = description  # why, short and safe to show
+
+    @property
+    def challenge(self) -> str:
+        """The `WWW-Authenticate` value."""
+        challenge = CHALLENGE
+        if self.invalid_token:
+            challenge += ', error="invalid_token"'
+        if self.description:
+            challenge += f', error_description="{self.description}"'
+        return challenge
+
+
+class IdentityProviderUnavailable(Exception):
+    """The identity provider's signing keys cannot be fetched: nobody can be authenticated."""
+
+
+def rejected(error: TokenError) -> Exception:
+    """The failure a rejected token means for the caller."""
+    if isinstance(error, SigningKeysUnavailableError):
+        return IdentityProviderUnavailable("the identity provider's signing keys are unavailable")
+    return Unauthenticated(f"the credentials are not valid: {error.reason}", True, error.reason)
+
+
+def presented_credential(headers: Mapping[str, str]) -> str | None:
     """The bearer token or API key on the request, if any."""
-    authorization = req.headers.get("authorization", "")
+    authorization = headers.get("authorization", "")
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() == "bearer" and token.strip():
         return token.strip()
-    return req.headers.get("x-api-key") or None
+    return headers.get("x-api-key") or None
 
 
-def _principal(entry: dict[str, Any]) -> Principal:
+def _principal(entry: Mapping[str, Any]) -> Principal:
     return Principal(
         user_id=str(entry.get("user") or "api-key"),
         tenant=str(entry["tenant"]),
@@ -51,65 +81,37 @@ def _principal(entry: dict[str, Any]) -> Principal:
     )
 
 
-@dataclass(frozen=True)
-class Authenticators:
-    """The token validator and EasyAuth options built from settings (None when not configured)."""
+def parse_api_keys(text: str | None) -> ApiKeys:
+    """The API key list a secret holds (empty when unset)."""
+    entries = json.loads(text or "[]")
+    if not isinstance(entries, list):
+        raise ValueError("the API keys secret must be a JSON list of {key, user, tenant, ...}")
+    return [entry for entry in entries if isinstance(entry, dict) and entry.get("key")]
 
-    validator: JwtValidator | None = None
+
+@dataclass(frozen=True)
+class Authenticator:
+    """Authenticates a request from its headers, by the configured means."""
+
+    api_keys: Callable[[], Awaitable[ApiKeys]]
+    validator: JwtValidator | None = None  # Entra ID (or the dev issuer), when configured
     easyauth: EasyAuthOptions | None = None
 
-
-def build_authenticators(settings: Settings) -> Authenticators:
-    """Entra ID (or dev issuer) validation and EasyAuth, when AUTH_CLIENT_ID is set."""
-    if not settings.auth.client_id:
-        return Authenticators()
-    mapping = ClaimMapping(
-        settings.auth.tenants, settings.auth.app_role_map, settings.auth.scope_map
-    )
-    make = dev_issuer_options if settings.auth.dev_issuer else JwtOptions
-    options = make(
-        settings.auth.authority, settings.auth.client_id, mapping,
-        leeway_seconds=settings.auth.leeway_seconds,
-    )  # fmt: skip
-    easyauth = EasyAuthOptions(settings.auth.easyauth_enabled, mapping)
-    return Authenticators(JwtValidator(options), easyauth)
-
-
-def to_problem(error: TokenError) -> ProblemError:
-    """The HTTP answer: 401 with an RFC 6750 challenge, or 503 when keys are unreachable."""
-    if isinstance(error, SigningKeysUnavailableError):
-        return ProblemError(503, "the identity provider's signing keys are unavailable")
-    challenge = f'{CHALLENGE}, error="invalid_token", error_description="{error.reason}"'
-    return ProblemError(
-        401, f"the credentials are not valid: {error.reason}",
-        headers={"WWW-Authenticate": challenge},
-    )  # fmt: skip
-
-
-async def authenticate(
-    req: func.HttpRequest, settings: Settings, authenticators: Authenticators | None = None
-) -> Principal:
-    """The caller, or a 401 problem with a `WWW-Authenticate` challenge."""
-    presented = presented_credential(req)
-    authenticators = authenticators or Authenticators()
-    try:
-        if authenticators.easyauth is not None:
-            identity = identity_from_headers(req.headers, authenticators.easyauth)
-            if identity is not None:
-                return identity.principal
-        if presented and presented.count(".") == 2 and authenticators.validator is not None:
-            return (await authenticators.validator.validate(presented)).principal
-    except TokenError as error:
-        raise to_problem(error) from None
-    if not presented:
-        raise ProblemError(
-            401, "credentials are required: Authorization: Bearer <key>",
-            headers={"WWW-Authenticate": CHALLENGE},
-        )  # fmt: skip
-    for entry in settings.auth.api_keys:
-        if hmac.compare_digest(presented.encode(), str(entry["key"]).encode()):
-            return _principal(entry)
-    raise ProblemError(
-        401, "the credentials are not valid",
-        headers={"WWW-Authenticate": f'{CHALLENGE}, error="invalid_token"'},
-    )  # fmt: skip
+    async def authenticate(self, headers: Mapping[str, str]) -> Principal:
+        """The caller, or Unauthenticated / IdentityProviderUnavailable."""
+        presented = presented_credential(headers)
+        try:
+            if self.easyauth is not None:
+                identity = identity_from_headers(headers, self.easyauth)
+                if identity is not None:
+                    return identity.principal
+            if presented and presented.count(".") == 2 and self.validator is not None:
+                return (await self.validator.validate(presented)).principal
+        except TokenError as error:
+            raise rejected(error) from None
+        if not presented:
+            raise Unauthenticated("credentials are required: Authorization: Bearer <key>")
+        for entry in await self.api_keys():
+            if hmac.compare_digest(presented.encode(), str(entry["key"]).encode()):
+                return _principal(entry)
+        raise Unauthenticated("the credentials are not valid", invalid_token=True)

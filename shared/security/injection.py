@@ -116,6 +116,17 @@ def with_shields(verdict: Verdict, attack: bool) -> Verdict:
     )
 
 
+class PromptInjectionBlocked(Exception):
+    """A question was refused: it reads as an attempt to override the assistant's instructions."""
+
+    def __init__(self, reasons: Sequence[str]) -> None:
+        super().__init__(
+            "the message was refused: it reads as an attempt to override the assistant's "
+            "instructions"
+        )
+        self.reasons = list(reasons)
+
+
 def spotlight(text: str) -> str:
     """`text` preceded by the notice that it tries to instruct the model (idempotent)."""
     return text if text.startswith(SPOTLIGHT_NOTICE) else f"{SPOTLIGHT_NOTICE}\n{text}"

@@ -12,6 +12,8 @@ from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import ResourceExistsError
 from azure.storage.blob.aio import BlobServiceClient
 
+from shared.health import DependencyProbe
+
 # Azurite's fixed development account, with explicit loopback endpoints: "UseDevelopmentStorage"
 # would also work but hides which ports are used, and ports are overridable locally.
 AZURITE_ACCOUNT_NAME = "devstoreaccount1"
@@ -63,3 +65,12 @@ async def ensure_containers(service: BlobServiceClient, names: Iterable[str]) ->
             await service.create_container(name)
         except ResourceExistsError:
             continue  # another instance (or an earlier start) created it first
+
+
+def container_probe(service: BlobServiceClient, container: str) -> DependencyProbe:
+    """Health: the container's properties can be read."""
+
+    async def probe() -> None:
+        await service.get_container_client(container).get_container_properties()
+
+    return DependencyProbe("blob_storage", probe)

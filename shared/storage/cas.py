@@ -68,24 +68,14 @@ class OpCounts:
         )
 
 
-class Codec(Protocol[T]):
-    """How a state becomes an item (whose `id` is its key) and back."""
+@dataclass(frozen=True)
+class Codec(Generic[T]):
+    """How a state becomes an item (whose `id` is `item_id(key)`) and back."""
 
-    def key_of(self, state: T) -> str:
-        """The state's key."""
-        ...
-
-    def item_id(self, key: str) -> str:
-        """The Cosmos id (and partition key) of a key."""
-        ...
-
-    def to_item(self, state: T) -> dict[str, Any]:
-        """The item to write."""
-        ...
-
-    def from_item(self, item: dict[str, Any]) -> T:
-        """The state an item holds (Cosmos system fields ignored)."""
-        ...
+    key_of: Callable[[T], str]
+    to_item: Callable[[T], dict[str, Any]]
+    from_item: Callable[[dict[str, Any]], T]  # Cosmos system fields are ignored
+    item_id: Callable[[str], str] = str  # the Cosmos id (and partition key) of a key
 
 
 class CasStore(Protocol[T]):

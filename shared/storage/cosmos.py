@@ -32,6 +32,8 @@ from azure.cosmos import PartitionKey
 from azure.cosmos.aio import ContainerProxy, CosmosClient, DatabaseProxy
 from azure.cosmos.exceptions import CosmosBatchOperationError, CosmosHttpResponseError
 
+from shared.health import DependencyProbe
+
 Item = dict[str, Any]
 PartitionKeyValue = str | int | float | bool | None
 Parameters = Mapping[str, Any]
@@ -591,3 +593,8 @@ def _status_of(error: Exception) -> int | None:
         ItemNotFound: 404,
     }
     return statuses.get(type(error))
+
+
+def database_probe(store: CosmosStore) -> DependencyProbe:
+    """Health: the database's properties can be read (the cheapest call proving Cosmos serves)."""
+    return DependencyProbe("cosmos", store.read_database)

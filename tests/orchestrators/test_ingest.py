@@ -133,7 +133,10 @@ def test_a_permanent_extraction_failure_records_the_reason() -> None:
 
 
 def test_page_batches_cover_every_page_once() -> None:
-    assert page_batches(1, 20) == [{"first": 1, "last": 1}]
-    assert page_batches(40, 20) == [{"first": 1, "last": 20}, {"first": 21, "last": 40}]
-    covered = [p for b in page_batches(1000, 20) for p in range(b["first"], b["last"] + 1)]
+    def batches(pages: int, size: int) -> list[dict[str, int]]:
+        return [span.as_json() for span in page_batches(pages, size)]
+
+    assert batches(1, 20) == [{"first": 1, "last": 1}]
+    assert batches(40, 20) == [{"first": 1, "last": 20}, {"first": 21, "last": 40}]
+    covered = [p for b in batches(1000, 20) for p in range(b["first"], b["last"] + 1)]
     assert covered == list(range(1, 1001))

@@ -7,6 +7,7 @@ import socket
 import time
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -266,21 +267,21 @@ def test_retry_after_is_read_and_capped() -> None:
 async def test_azure_from_settings_prefers_the_key_then_the_credential(
     double: AzureOpenAIDouble,
 ) -> None:
-    settings = SimpleNamespace(
-        embedding=SimpleNamespace(
-            endpoint=double.endpoint,
-            deployment="text-embedding-3-small",
-            model="text-embedding-3-small",
-            dimensions=None,
-            api_version=API_VERSION,
-            key=double.key,
-        )
+    from shared.services import embedder_for
+
+    settings: Any = SimpleNamespace(
+        endpoint=double.endpoint,
+        deployment="text-embedding-3-small",
+        model="text-embedding-3-small",
+        dimensions=None,
+        api_version=API_VERSION,
+        key=double.key,
     )
     credential = FakeCredential()
-    async with AzureOpenAIEmbedder.from_settings(settings, lambda _: credential) as embedder:
+    async with embedder_for(settings, credential) as embedder:  # type: ignore[attr-defined]
         await embedder.embed(["hello"])
-    settings.embedding.key = None
-    async with AzureOpenAIEmbedder.from_settings(settings, lambda _: credential) as embedder:
+    settings.key = None
+    async with embedder_for(settings, credential) as embedder:  # type: ignore[attr-defined]
         await embedder.embed(["hello"])
     first, second = double.seen(ROUTE)
     assert first.path == "/openai/deployments/text-embedding-3-small/embeddings"

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
-import azure.functions as func
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from starlette.requests import Request
+from starlette.responses import Response
 
 from shared.http import PROBLEM_JSON, ProblemError, endpoint, json_response
 
@@ -40,22 +41,26 @@ def spans(exporter: InMemorySpanExporter) -> Iterator[InMemorySpanExporter]:
     exporter.clear()
 
 
-def request(method: str = "GET") -> func.HttpRequest:
-    return func.HttpRequest(method=method, url="http://localhost/api/documents/42", body=b"")
+def request(method: str = "GET") -> Request:
+    scope = {
+        "type": "http", "method": method, "path": "/api/documents/42", "query_string": b"",
+        "headers": [], "scheme": "http", "server": ("localhost", 80),
+    }  # fmt: skip
+    return Request(scope)
 
 
-def body_of(response: func.HttpResponse) -> dict:
-    return json.loads(response.get_body())
+def body_of(response: Response) -> dict:
+    return json.loads(response.body)
 
 
 async def test_success_passes_the_response_through(spans: InMemorySpanExporter) -> None:
     @endpoint(ROUTE)
-    async def handler(req: func.HttpRequest) -> func.HttpResponse:
+    async def handler(req: Request) -> Response:
         return json_response({"id": "42"}, status=201)
 
     response = await handler(request("POST"))
     assert response.status_code == 201
-    assert response.mimetype == "application/json"
+    assert response.media_type == "application/json"
     assert body_of(response) == {"id": "42"}
     (span,) = spans.get_finished_spans()
     assert span.name == f"HTTP POST {ROUTE}"
@@ -67,7 +72,7 @@ async def test_success_passes_the_response_through(spans: InMemorySpanExporter) 
 
 async def test_problem_error_becomes_problem_json(spans: InMemorySpanExporter) -> None:
     @endpoint(ROUTE)
-    async def handler(req: func.HttpRequest) -> func.HttpResponse:
+    async def handler(req: Request) -> Response:
         raise ProblemError(
             429,
             "Too many uploads for this team.",
@@ -78,7 +83,7 @@ async def test_problem_error_becomes_problem_json(spans: InMemorySpanExporter) -
 
     response = await handler(request())
     assert response.status_code == 429
-    assert response.mimetype == PROBLEM_JSON
+    assert response.media_type == PROBLEM_JSON
     assert response.headers["Retry-After"] == "30"
     assert body_of(response) == {
         "type": "about:blank",
@@ -97,7 +102,7 @@ async def test_problem_error_becomes_problem_json(spans: InMemorySpanExporter) -
 
 async def test_problem_error_with_custom_title(spans: InMemorySpanExporter) -> None:
     @endpoint(ROUTE)
-    async def handler(req: func.HttpRequest) -> func.HttpResponse:
+    async def handler(req: Request) -> Response:
         raise ProblemError(503, "Cosmos DB is unavailable.", title="Dependency down")
 
     response = await handler(request("DELETE"))
@@ -113,13 +118,13 @@ async def test_problem_error_with_custom_title(spans: InMemorySpanExporter) -> N
 
 async def test_unexpected_error_is_a_500_without_its_text(spans: InMemorySpanExporter) -> None:
     @endpoint(ROUTE)
-    async def handler(req: func.HttpRequest) -> func.HttpResponse:
+    async def handler(req: Request) -> Response:
         raise RuntimeError(f"connection failed: {CANARY}")
 
     response = await handler(request())
     assert response.status_code == 500
-    assert response.mimetype == PROBLEM_JSON
-    raw = response.get_body().decode()
+    assert response.media_type == PROBLEM_JSON
+    raw = bytes(response.body).decode()
     assert CANARY not in raw
     assert "RuntimeError" not in raw
     body = json.loads(raw)
@@ -135,7 +140,7 @@ async def test_unexpected_error_is_a_500_without_its_text(spans: InMemorySpanExp
 
 async def test_each_call_gets_its_own_span(spans: InMemorySpanExporter) -> None:
     @endpoint("health")
-    async def handler(req: func.HttpRequest) -> func.HttpResponse:
+    async def handler(req: Request) -> Response:
         return json_response({"status": "healthy"})
 
     await handler(request())

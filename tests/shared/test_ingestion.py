@@ -10,9 +10,9 @@ import pytest
 from azure.functions import meta
 from azure.functions.blob import BlobConverter
 
-from shared.ingestion import (
+from shared.ingestion.contract import Upload
+from shared.ingestion.start import (
     INGEST_ORCHESTRATOR,
-    Upload,
     ingest_instance_id,
     start_ingestion,
 )
@@ -137,3 +137,20 @@ async def test_start_failure_without_an_instance_is_raised() -> None:
         await start_ingestion(client, UPLOAD)
     assert raised.value is error
     assert len(client.status_calls) == 2
+
+
+def test_contract_payloads_round_trip_through_plain_json() -> None:
+    from shared.ingestion.contract import Checked, FailureReport, Job, PageSpan
+
+    job = Job("d1", "contoso", "uploads", "a/b.pdf", "0x8D", "ab" * 32, "application/pdf", 3, 20)
+    payloads = [
+        replace(UPLOAD, size=None),  # a required field may be null; it must come back
+        Checked("unchanged", "d1"),
+        Checked("accepted", job=job),
+        FailureReport(job, None, "unreadable", "pages 1-3: broken"),
+        PageSpan(1, 20),
+    ]
+    for payload in payloads:
+        wire = json.loads(json.dumps(payload.as_json()))
+        assert type(payload).parse(wire) == payload
+    assert Checked("unchanged", "d1").as_json() == {"outcome": "unchanged", "document_id": "d1"}

@@ -22,7 +22,6 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-import shared.secrets as secrets_module
 from shared.secrets import (
     MissingSecret,
     SecretStore,
@@ -299,22 +298,20 @@ async def test_invalidate_forces_a_fresh_read(kv: KeyVaultDouble, store: SecretS
     assert (await store.get_required("api-key")).reveal() == "v2"
 
 
-async def test_create_secret_store_uses_the_app_credential(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+async def test_the_apps_secret_store_uses_the_app_credential() -> None:
+    from shared.services import Services
+
     given = FakeCredential()
-    monkeypatch.setattr("shared.credentials.get_credential", lambda settings: given)
     identity = SimpleNamespace(
-        key_vault_url="https://docgate.vault.azure.net", secrets_ttl_seconds=120.0
+        key_vault_url="https://docgate.vault.azure.net", secrets_ttl_seconds=120.0, client_id=None
     )
-    app_settings: Any = SimpleNamespace(identity=identity)
-    store = secrets_module.create_secret_store(app_settings)
+    services = Services(SimpleNamespace(identity=identity))  # type: ignore[arg-type]
+    services.credential = given  # type: ignore[misc]  # what create_credential would build
+    store = services.secret_store
     assert store._credential is given
     assert store._options.ttl_seconds == 120.0
-    local: Any = SimpleNamespace(
-        identity=SimpleNamespace(key_vault_url=None, secrets_ttl_seconds=300.0)
-    )
-    assert secrets_module.create_secret_store(local)._credential is None
+    local = SimpleNamespace(key_vault_url=None, secrets_ttl_seconds=300.0, client_id=None)
+    assert Services(SimpleNamespace(identity=local)).secret_store._credential is None  # type: ignore[arg-type]
 
 
 # The canary ---------------------------------------------------------------------------------

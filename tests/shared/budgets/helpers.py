@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from shared.budgets.ledger import UsageRecord
-from shared.routing.cost import Decision, estimate_for, models_for
+from shared.routing.cost import TierChoice, estimate_for, models_for
 from tests.shared.budgets.conftest import ROUTER, T0
 
 
-def decision_at(tier: str, prompt_tokens: int = 1_000, max_tokens: int = 500) -> Decision:
+def decision_at(tier: str, prompt_tokens: int = 1_000, max_tokens: int = 500) -> TierChoice:
     """A routing decision at `tier` (standard: $0.02, economy: $0.002 at the defaults)."""
-    return Decision(
+    return TierChoice(
         tier=tier,
         reasons=(f"test: {tier}",),
         estimated_cost_usd=estimate_for(tier, prompt_tokens, max_tokens, ROUTER),

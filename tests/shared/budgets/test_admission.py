@@ -6,9 +6,10 @@ import json
 
 import pytest
 
-from shared.budgets.admission import BudgetGate, BudgetOptions, Reservation, limited_counters
+from shared.budgets.admission import BudgetGate, BudgetOptions, BudgetReservation, limited_counters
 from shared.budgets.counters import BudgetCounters, Counter, CounterKey, spending
 from shared.budgets.policy import Scope, parse_budgets
+from shared.problems import status_of
 from shared.routing.cost import Refusal
 from shared.security.principal import Principal
 from tests.shared.budgets.conftest import ROUTER, FakeClock
@@ -37,9 +38,9 @@ def gate(
     return BudgetGate(counters, BudgetOptions(policy, reservation_seconds=seconds), ROUTER)
 
 
-def admitted(outcome: Reservation | Refusal) -> Reservation:
+def admitted(outcome: BudgetReservation | Refusal) -> BudgetReservation:
     """The reservation, failing the test on a refusal."""
-    assert isinstance(outcome, Reservation), outcome
+    assert isinstance(outcome, BudgetReservation), outcome
     return outcome
 
 
@@ -84,7 +85,7 @@ async def test_hard_limit_refuses_with_a_clear_reason(counters: BudgetCounters) 
     await counters.update(USER_DAY, spending(0.4995))
     refusal = await gate(counters).admit(ALICE, decision_at("standard"))
     assert isinstance(refusal, Refusal)
-    assert (refusal.code, refusal.status) == ("budget_exceeded", 403)
+    assert (refusal.code, status_of(refusal)) == ("budget_exceeded", 403)
     assert refusal.reason == (
         "the user alice daily budget of $0.50 is 100% used (spent or reserved: $0.4995); "
         "this request may cost $0.0020"

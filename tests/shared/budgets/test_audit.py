@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestServer
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from shared.budgets.admission import BudgetGate, BudgetOptions, Reservation
+from shared.budgets.admission import BudgetGate, BudgetOptions, BudgetReservation
 from shared.budgets.audit import AuditOptions, BudgetAuditor
 from shared.budgets.counters import BudgetCounters, CounterKey, spending
 from shared.budgets.ledger import UsageLedger
@@ -75,10 +75,10 @@ def auditor(
 
 async def spend(
     gate: BudgetGate, ledger: UsageLedger, cost: float, *, settle: bool = True
-) -> Reservation:
+) -> BudgetReservation:
     """One request: admitted, recorded in the ledger, then settled (ledger first, as callers do)."""
     reservation = await gate.admit(ALICE, decision_at("economy"))
-    assert isinstance(reservation, Reservation), reservation
+    assert isinstance(reservation, BudgetReservation), reservation
     await ledger.record(usage("alice", cost, reservation_id=reservation.id))
     if settle:
         await gate.settle(reservation, cost)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from shared.budgets.admission import BudgetGate, BudgetOptions, Reservation
+from shared.budgets.admission import BudgetGate, BudgetOptions, BudgetReservation
 from shared.budgets.counters import (
     BUDGETS_CONTAINER,
     BudgetCounters,
@@ -67,7 +67,7 @@ async def _request(gate: BudgetGate, rng: random.Random, outcome: Outcome) -> bo
     principal = Principal(rng.choice(USERS), "contoso")
     decision = decision_at("economy", max_tokens=rng.randint(100, 1_000))
     admitted = await gate.admit(principal, decision)
-    if not isinstance(admitted, Reservation):
+    if not isinstance(admitted, BudgetReservation):
         return False
     outcome.reserved.append(admitted.amount_usd)
     await asyncio.sleep(rng.uniform(0, 0.02))  # the model call

@@ -11,10 +11,10 @@ from azure.core.exceptions import ServiceRequestError
 
 from shared.resilience.ratelimit import (
     DEFAULT_RATE_LIMITS_JSON,
-    Decision,
+    Admission,
     RateLimiter,
     RateLimits,
-    Reservation,
+    TokenReservation,
     bucket_ids,
     headers,
 )
@@ -199,7 +199,7 @@ async def test_refusal_reports_reason_and_retry_after() -> None:
     second = await subject.admit(ALICE, 300)
     assert (second.allowed, second.reason, second.bucket) == (False, "tokens", "user")
     assert second.retry_after_seconds == pytest.approx(20.0)  # 200 missing at 10 tokens/s
-    assert second.reservation == Reservation()
+    assert second.reservation == TokenReservation()
 
 
 async def test_refill_admits_again_after_time_passes() -> None:
@@ -261,7 +261,7 @@ async def test_refusal_by_a_later_bucket_gives_back_the_earlier_one() -> None:
     assert (refused.allowed, refused.bucket, refused.reservation) == (
         False,
         "tenant",
-        Reservation(),
+        TokenReservation(),
     )
     assert await level(store, user_id) == before
 
@@ -287,7 +287,7 @@ async def test_settle_with_an_exact_estimate_costs_nothing() -> None:
     decision = await subject.admit(ALICE, 40)
     before = store.ops.snapshot()
     await subject.settle(decision.reservation, 40)
-    await subject.settle(Reservation(), 999)
+    await subject.settle(TokenReservation(), 999)
     assert store.ops.since(before) == OpCounts()
 
 
@@ -365,7 +365,7 @@ async def test_fail_open_admits_keeping_what_was_reserved(
 
 async def test_settle_never_raises_on_store_errors(caplog: pytest.LogCaptureFixture) -> None:
     subject = limiter(Limit(5, 1_000), store=FailingStore("user:"))
-    reservation = Reservation(subject.buckets_of(ALICE), 100)
+    reservation = TokenReservation(subject.buckets_of(ALICE), 100)
     with caplog.at_level(logging.WARNING):
         await subject.settle(reservation, 10)
     assert "correction lost" in caplog.text
@@ -387,13 +387,13 @@ async def test_contention_refuses_after_bounded_tries_with_nothing_reserved() ->
 
 
 def test_headers_of_an_admission_and_a_refusal() -> None:
-    allowed = Decision(True, 59, 5_900, 1.2, None, Reservation())
+    allowed = Admission(True, 59, 5_900, 1.2, None, TokenReservation())
     assert headers(allowed) == {
         "x-ratelimit-remaining-requests": "59",
         "x-ratelimit-remaining-tokens": "5900",
         "x-ratelimit-reset": "2",
     }
-    refused = Decision(False, 0, 12, 60.0, 0.3, Reservation(), "requests", "user")
+    refused = Admission(False, 0, 12, 60.0, 0.3, TokenReservation(), "requests", "user")
     assert headers(refused)["Retry-After"] == "1"
     assert headers(refused)["x-ratelimit-remaining-requests"] == "0"
 
@@ -435,5 +435,5 @@ async def test_limiter_on_cosmos_admits_refuses_and_settles(cosmos_store: Cosmos
 async def test_corrections_try_harder_than_takes() -> None:
     store = AlwaysConflicting()
     subject = limiter(Limit(5, 1_000), store=store, max_attempts=2)
-    await subject.settle(Reservation(subject.buckets_of(ALICE), 100), 10)
+    await subject.settle(TokenReservation(subject.buckets_of(ALICE), 100), 10)
     assert store.ops.writes == 6  # max_attempts x CORRECTION_ATTEMPTS_FACTOR

@@ -8,12 +8,13 @@ import logging
 import pytest
 
 from shared.llm.types import Usage
+from shared.problems import status_of
 from shared.routing.config import RegionConfig
 from shared.routing.cost import (
-    Decision,
     Refusal,
     RouteRequest,
     RouterOptions,
+    TierChoice,
     log_outcome,
     parse_prices,
     route,
@@ -85,9 +86,9 @@ def request(question: str = "What is X?", **fields: object) -> RouteRequest:
     return RouteRequest(question, **values)  # type: ignore[arg-type]
 
 
-def decided(outcome: Decision | Refusal) -> Decision:
+def decided(outcome: TierChoice | Refusal) -> TierChoice:
     """The decision, failing the test on a refusal."""
-    assert isinstance(outcome, Decision), outcome
+    assert isinstance(outcome, TierChoice), outcome
     return outcome
 
 
@@ -226,7 +227,7 @@ def test_override_is_allowed_for_the_configured_role() -> None:
 def test_override_is_refused_for_other_roles_with_a_reason() -> None:
     refusal = route(request("Hi", tier_override="premium"), USER, OPTIONS)
     assert isinstance(refusal, Refusal)
-    assert (refusal.code, refusal.status) == ("tier_override_forbidden", 403)
+    assert (refusal.code, status_of(refusal)) == ("tier_override_forbidden", 403)
     assert refusal.reason == "choosing a tier requires the role tier-admin"
     closed = route(request("Hi", tier_override="premium"), ADMIN, RouterOptions(TABLE))
     assert isinstance(closed, Refusal) and "overrides are disabled" in closed.reason
@@ -234,7 +235,10 @@ def test_override_is_refused_for_other_roles_with_a_reason() -> None:
 
 def test_override_to_an_unknown_tier_is_a_bad_request() -> None:
     refusal = route(request("Hi", tier_override="ultra"), ADMIN, OPTIONS)
-    assert isinstance(refusal, Refusal) and (refusal.code, refusal.status) == ("tier_unknown", 400)
+    assert isinstance(refusal, Refusal) and (refusal.code, status_of(refusal)) == (
+        "tier_unknown",
+        400,
+    )
 
 
 # Cost caps ---------------------------------------------------------------------------------
@@ -263,7 +267,7 @@ def test_max_cost_that_fits_changes_nothing() -> None:
 def test_max_cost_below_the_floor_is_refused_with_the_numbers() -> None:
     refusal = route(request(CODE, max_cost_usd=0.0001), USER, OPTIONS)
     assert isinstance(refusal, Refusal)
-    assert (refusal.code, refusal.status) == ("max_cost_exceeded", 400)
+    assert (refusal.code, status_of(refusal)) == ("max_cost_exceeded", 400)
     assert "economy is the cheapest tier" in refusal.reason
     assert "lower max_tokens (500)" in refusal.reason
     assert refusal.extra["estimated_cost_usd"] == pytest.approx(0.00045)

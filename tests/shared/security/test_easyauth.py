@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from shared.security.auth import to_problem
+from shared.problems import problem_for
+from shared.security.auth import rejected
 from shared.security.easyauth import EasyAuthOptions, identity_from_headers
 from shared.security.jwt import ClaimMapping, TokenError
 
@@ -113,8 +114,8 @@ def test_group_overage_gives_no_groups_and_the_flag(overage: tuple[str, str]) ->
 )
 def test_malformed_header_is_a_401_with_a_reason(header: str) -> None:
     assert reason({"x-ms-client-principal": header}) == "malformed client principal"
-    problem = to_problem(TokenError("malformed client principal"))
-    assert problem.status == 401
+    problem = problem_for(rejected(TokenError("malformed client principal")))
+    assert problem is not None and problem.status == 401
     assert "malformed client principal" in problem.headers["WWW-Authenticate"]
 
 

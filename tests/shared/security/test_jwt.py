@@ -20,7 +20,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from devhost.testing import free_port
-from shared.security.auth import to_problem
+from shared.problems import problem_for
+from shared.security.auth import rejected
 from shared.security.claims import parse_role_map, parse_tenants
 from shared.security.jwt import (
     AuthConfigError,
@@ -478,13 +479,15 @@ async def test_leeway_absorbs_clock_skew(entra: EntraDouble) -> None:
 
 
 def test_problem_is_a_401_challenge_with_only_the_reason() -> None:
-    problem = to_problem(TokenError("token expired"))
+    problem = problem_for(rejected(TokenError("token expired")))
+    assert problem is not None
     assert problem.status == 401
     assert problem.detail == "the credentials are not valid: token expired"
     assert problem.headers["WWW-Authenticate"] == (
         'Bearer realm="docgate", error="invalid_token", error_description="token expired"'
     )
-    assert to_problem(SigningKeysUnavailableError("signing keys unavailable")).status == 503
+    unavailable = problem_for(rejected(SigningKeysUnavailableError("signing keys unavailable")))
+    assert unavailable is not None and unavailable.status == 503
 
 
 def test_authority_must_be_https_or_local(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -16,6 +16,20 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from shared.documents.detect import (
+    BMP,
+    DOCX,
+    GIF,
+    HTML,
+    JPEG,
+    MARKDOWN,
+    PDF,
+    PNG,
+    PPTX,
+    TEXT,
+    TIFF,
+    ZIP,
+)
 from shared.documents.engines.base import ExtractionError
 from shared.documents.layout import (
     COLUMN_HEADER,
@@ -36,16 +50,11 @@ if TYPE_CHECKING:
 
 __all__ = ["LocalEngine", "pdf_text_layer_pages"]
 
-PDF = "application/pdf"
-DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
-PPTX = "application/vnd.openxmlformats-officedocument.presentationml.presentation"
-ZIP = "application/zip"  # what magic-byte detection reports for any Office file
-IMAGE_TYPES = frozenset(
-    {"image/png", "image/jpeg", "image/gif", "image/bmp", "image/x-ms-bmp", "image/tiff"}
-)
-PLAIN = "text/plain"
-MARKDOWN_TYPES = frozenset({"text/markdown", "text/x-markdown"})
-HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
+# ZIP: what magic-byte detection reports for an Office file it could not tell apart.
+IMAGE_TYPES = frozenset({PNG, JPEG, GIF, BMP, "image/x-ms-bmp", TIFF})
+PLAIN = TEXT
+MARKDOWN_TYPES = frozenset({MARKDOWN, "text/x-markdown"})
+HTML_TYPES = frozenset({HTML, "application/xhtml+xml"})
 
 Extractor = Callable[[bytes, PageRange | None], ExtractedLayout]
 

@@ -1,0 +1,1 @@
+"""Ingestion's contract (`contract.py`) and how an upload starts it (`start.py`)."""
