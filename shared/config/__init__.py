@@ -10,7 +10,7 @@ each one the values it uses.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from functools import cache
 from typing import Any, get_type_hints
@@ -25,6 +25,7 @@ from shared.config.sections import (
     ChatSettings,
     CosmosSettings,
     CostSettings,
+    Declaration,
     EmbeddingSettings,
     ExtractionSettings,
     HealthSettings,
@@ -77,18 +78,12 @@ class Settings:
         return f"Settings({shown})"
 
 
-@dataclass(frozen=True)
-class Setting:
-    """One environment variable: where it lands (section.field), its meaning and its parser."""
+@dataclass(frozen=True, kw_only=True)
+class Setting(Declaration):
+    """One environment variable as declared, and where it lands (section.field)."""
 
-    env: str
     section: str
     field: str
-    doc: str
-    default: str | None = None
-    parse: Callable[[str], Any] = parsers.text
-    secret: bool = False
-    required: bool = False
 
     @property
     def path(self) -> str:
@@ -107,16 +102,7 @@ _TYPES: dict[str, type] = get_type_hints(Settings)
 def _declared() -> tuple[Setting, ...]:
     """Every section field's declaration, in section order."""
     return tuple(
-        Setting(
-            found.env,
-            name,
-            item.name,
-            found.doc,
-            found.default,
-            found.parse,
-            found.secret,
-            found.required,
-        )
+        Setting(**vars(found), section=name, field=item.name)
         for name, section in _TYPES.items()
         for item in fields(section)
         for found in [item.metadata[DECLARATION]]
@@ -192,4 +178,5 @@ __all__ = [
     "TelemetrySettings",
     "get_settings",
     "load_settings",
+    "parsers",
 ]
