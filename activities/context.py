@@ -16,6 +16,8 @@ from shared.documents.validation import ValidationLimits
 from shared.documents.work import WorkArea
 from shared.embeddings import Embedder
 from shared.ingestion.contract import Job
+from shared.security.audit import AuditLog
+from shared.security.injection import InjectionScreen
 from shared.storage.cosmos import CosmosStore
 
 
@@ -42,6 +44,8 @@ class IngestionContext:
     embedder: Embedder
     figures: FigureCache
     answers: SemanticCache | None  # answers citing a re-indexed document are invalidated
+    screen: InjectionScreen  # chunks are screened for prompt injection at ingestion
+    audit: AuditLog  # flagged documents are audited once per version
 
     def work_area(self, job: Job) -> WorkArea:
         """The intermediate blobs of the job's document version."""

@@ -14,6 +14,7 @@ from shared.ingestion.contract import (
     Job,
     embeddings_leaf,
 )
+from shared.security.chunk_screening import audit_flagged_document
 
 
 async def _drafts(context: IngestionContext, job: Job) -> tuple[list[index.ChunkDraft], str]:
@@ -26,14 +27,15 @@ async def _drafts(context: IngestionContext, job: Job) -> tuple[list[index.Chunk
     for start in range(0, len(chunks), batch_size):
         stored = await work.get_json(embeddings_leaf(start))
         model = stored["model"]
-        for chunk, vector in zip(
-            chunks[start : start + batch_size], stored["vectors"], strict=True
-        ):
+        batch = chunks[start : start + batch_size]
+        verdicts = stored.get("injection") or [None] * len(batch)
+        for chunk, vector, verdict in zip(batch, stored["vectors"], verdicts, strict=True):
             drafts.append(
                 index.ChunkDraft(
-                    chunk["kind"], chunk["text"], chunk["pages"], chunk["headings"], vector
+                    chunk["kind"], chunk["text"], chunk["pages"], chunk["headings"], vector,
+                    verdict,
                 )
-            )
+            )  # fmt: skip
     return drafts, model
 
 
@@ -57,7 +59,10 @@ async def index_document(request: IndexRequest, context: IngestionContext) -> In
         return Indexed(failed=Failure("embedding_mismatch", str(mismatch)))
     # A VersionConflict is transient: the orchestration's retry re-runs this step.
     record.state, record.step, record.percent, record.error = "succeeded", "done", 100, None
-    record.counts = summary.counts
+    flagged = await audit_flagged_document(
+        context.audit, context.screen, job, [draft.injection for draft in drafts]
+    )
+    record.counts = {**summary.counts, "chunks_flagged": flagged}
     record.engines = summary.engines
     record.cost_usd = summary.cost_usd
     record.timings = {**summary.timings, "index": round(time.perf_counter() - started, 3)}

@@ -267,6 +267,8 @@ class Services:
             embedder=self.embedder,
             figures=self.figures,
             answers=self.semantic_cache,
+            screen=self.injection_screen,
+            audit=self.audit_log,
         )
 
     # Chat ---------------------------------------------------------------------------------

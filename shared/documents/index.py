@@ -47,6 +47,7 @@ class ChunkDraft:
     pages: list[int]
     headings: list[str]
     embedding: list[float]
+    injection: dict[str, Any] | None = None  # the injection screen's stored verdict
 
 
 def chunk_ids(doc_id: str, drafts: list[ChunkDraft], embedding_model: str) -> list[str]:
@@ -88,8 +89,8 @@ async def check_embedding_space(store: CosmosStore, model: str, dimensions: int)
 def chunk_item(
     chunk_id: str, draft: ChunkDraft, document: dict[str, Any], model: str
 ) -> dict[str, Any]:
-    """The Cosmos item of one chunk."""
-    return {
+    """The Cosmos item of one chunk (with the injection verdict made at ingestion)."""
+    item = {
         "id": chunk_id,
         "tenant": document["tenant"],
         "document_id": document["id"],
@@ -106,6 +107,9 @@ def chunk_item(
         "version": document["sha256"],
         "status": STAGED,
     }
+    if draft.injection is not None:
+        item["injection"] = draft.injection
+    return item
 
 
 async def read_manifest(store: CosmosStore, tenant: str, doc_id: str) -> dict[str, Any] | None:

@@ -61,6 +61,7 @@ FIELDS = (
     "pages",
     "headings",
     "status",
+    "injection",
 )
 
 
@@ -78,6 +79,7 @@ class RetrievedChunk:
     score: float  # RRF score in hybrid mode; cosine similarity or BM25 in single modes
     vector_rank: int | None  # 1-based rank among readable chunks; None: not in the top
     keyword_rank: int | None
+    injection: dict[str, Any] | None = None  # verdict stored at ingestion (None: unscreened)
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,7 @@ def to_result(
         score=float(score),
         vector_rank=ranks[0],
         keyword_rank=ranks[1],
+        injection=item.get("injection"),
     )
 
 
