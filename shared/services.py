@@ -328,10 +328,11 @@ class Services:
             settings.retrieval_mode, self.store, self.query_embedder, settings.retrieval_top_k
         )
         router = self.region_router
+        hosts = self.settings.injection.answer_allowed_hosts
         if router is not None:
-            return ChatService(retriever, router.serve, router.serve_stream)
+            return ChatService(retriever, router.serve, router.serve_stream, hosts)
         answerer = ExtractiveAnswerer()
-        return ChatService(retriever, answerer.serve, answerer.serve_stream)
+        return ChatService(retriever, answerer.serve, answerer.serve_stream, hosts)
 
     @cached_property
     def governed_chat(self) -> GovernedChat:
@@ -355,6 +356,7 @@ class Services:
             cache=self.semantic_cache,
             router_options=self.router_options,
             gate=self.budget_gate,
+            sources_store=store,
         )
 
     # Governance ---------------------------------------------------------------------------

@@ -29,8 +29,10 @@ from shared.retrieval.condense import standalone_question
 from shared.retrieval.search import RetrievedChunk
 from shared.routing import cost
 from shared.security.audit import AuditLog
-from shared.security.injection import InjectionScreen, PromptInjectionBlocked
+from shared.security.chunk_screening import screen_retrieved
+from shared.security.injection import InjectionScreen, PromptInjectionBlocked, StoredVerdict
 from shared.security.principal import Principal
+from shared.storage.cosmos import CosmosStore
 from shared.telemetry import current_trace_id, span
 from shared.tokens import count_tokens
 
@@ -49,6 +51,7 @@ class Controls:
     tier_override: str | None = None
     max_cost_usd: float | None = None
     flagged: bool = False  # the injection screen flagged the message: never cache it
+    injection_score: float = 0.0  # the question's injection score (audit evidence)
 
 
 @dataclass
@@ -84,6 +87,7 @@ class _Streamed:
     question: str
     final: cost.TierChoice | None
     started: float
+    verdicts: dict[str, StoredVerdict]
 
 
 _WORD_PIECE = re.compile(r"\S+\s*|\s+")
@@ -119,6 +123,7 @@ class GovernedChat:
     cache: SemanticCache | None = None
     router_options: cost.RouterOptions | None = None
     gate: BudgetGate | None = None
+    sources_store: CosmosStore | None = None  # chat-time verdicts are written back there
 
     async def run(
         self, principal: Principal, query: ChatQuery, controls: Controls, deadline: Deadline
@@ -156,7 +161,9 @@ class GovernedChat:
                 result = self._replayed(hit, started)
                 replay = self._after(principal, result, admitted, reservation)
                 return GovernedStream(headers, result.model, result.region, result.tier, replay)
-            chunks, flagged, tier, final = await self._prepare(principal, query, controls, question)
+            chunks, flagged, tier, final, verdicts = await self._prepare(
+                principal, query, controls, question
+            )
             opened = await self.chat.open_stream(query, question, chunks, tier, deadline, flagged)
         except BaseException:
             await self._give_back(admitted, reservation)
@@ -165,7 +172,7 @@ class GovernedChat:
             result = self.chat.nothing_found(query, tier, started)
             replay = self._after(principal, result, admitted, reservation)
             return GovernedStream(headers, result.model, result.region, tier, replay)
-        context = _Streamed(scope, controls, query, question, final, started)
+        context = _Streamed(scope, controls, query, question, final, started, verdicts)
         pieces = self._relay(principal, opened, context, admitted, reservation)
         return GovernedStream(headers, opened.model, opened.region, tier, pieces)
 
@@ -207,13 +214,23 @@ class GovernedChat:
         try:
             async for piece in opened.chunks:
                 if piece.delta:
-                    text.append(piece.delta)
-                    yield piece.delta
+                    # Exfiltration constructs never reach the client: the neutraliser holds
+                    # back only what may still become one (see shared/security/exfiltration).
+                    safe = opened.neutraliser.feed(piece.delta)
+                    text.append(safe)
+                    if safe:
+                        yield safe
                 usage = piece.usage or usage
                 finish_reason = piece.finish_reason or finish_reason
+            tail = opened.neutraliser.finish()
+            if tail:
+                text.append(tail)
+                yield tail
             result = self.chat.finish_stream(
                 opened, "".join(text), usage, finish_reason, context.started
             )
+            if result.neutralised:
+                await self._audit_neutralised(principal, context.controls, result, context.verdicts)
             result.cost_usd = self._cost_of(result, context.final)
             await self._store(context.scope, context.controls, context.query, context.question,
                               result)  # fmt: skip
@@ -254,16 +271,19 @@ class GovernedChat:
         with span("chat.validate") as current:
             screening = await self.screen.screen_user(query.messages[-1]["content"])
             current.set_attribute("injection.action", screening.action)
-        if screening.action == "block":
-            reasons = list(screening.verdict.reasons)
+        reasons = list(screening.verdict.reasons)
+        if screening.action in ("block", "flag"):
             await self.audit.record(
-                "injection_blocked", actor=principal.user_id, tenant=principal.tenant,
-                outcome="blocked", target="chat", reason="; ".join(reasons),
+                "injection_blocked" if screening.action == "block" else "injection_flagged",
+                actor=principal.user_id, tenant=principal.tenant,
+                outcome="blocked" if screening.action == "block" else "success",
+                target="chat", reason="; ".join(reasons), score=screening.verdict.score,
             )  # fmt: skip
+        if screening.action == "block":
             raise PromptInjectionBlocked(reasons)
         if screening.action == "flag":
-            return replace(controls, flagged=True)
-        return controls
+            return replace(controls, flagged=True, injection_score=screening.verdict.score)
+        return replace(controls, injection_score=screening.verdict.score)
 
     # Budget ------------------------------------------------------------------------------------
 
@@ -315,20 +335,28 @@ class GovernedChat:
         scope, cache_state, hit = await self._lookup(principal, query, controls, question)
         if hit is not None:
             return self._replayed(hit, started), cache_state
-        chunks, flagged, tier, final = await self._prepare(principal, query, controls, question)
+        chunks, flagged, tier, final, verdicts = await self._prepare(
+            principal, query, controls, question
+        )
         result = await self.chat.complete(query, question, chunks, tier, deadline, started, flagged)
+        if result.neutralised:
+            await self._audit_neutralised(principal, controls, result, verdicts)
         result.cost_usd = self._cost_of(result, final)
         await self._store(scope, controls, query, question, result)
         return result, cache_state
 
     async def _prepare(
         self, principal: Principal, query: ChatQuery, controls: Controls, question: str
-    ) -> tuple[list[RetrievedChunk], frozenset[str], str, cost.TierChoice | None]:
+    ) -> tuple[
+        list[RetrievedChunk], frozenset[str], str, cost.TierChoice | None, dict[str, StoredVerdict]
+    ]:
         """Retrieval, the source screen and the final tier: the chunks to ground on, those
-        flagged, the tier to call and the router's decision for it."""
+        flagged, the tier to call, the router's decision for it and each source's verdict."""
         chunks = await self.chat.retrieve(principal, question, query)
         with span("chat.screen_sources"):
-            screened = await self.screen.screen_documents(chunks)
+            screened, verdicts = await screen_retrieved(
+                self.screen, self.sources_store, principal.tenant, chunks
+            )
         chunks = screened.kept
         flagged = frozenset(chunk.id for chunk in screened.flagged)
         tier = query.tier
@@ -339,7 +367,7 @@ class GovernedChat:
             if final is not None and final.tier != tier and not controls.tier_override:
                 # The reservation was made at `tier`; never step up past what was reserved.
                 tier = min((tier, final.tier), key=TIER_ORDER.index)
-        return chunks, flagged, tier, final
+        return chunks, flagged, tier, final, verdicts
 
     async def _lookup(
         self, principal: Principal, query: ChatQuery, controls: Controls, question: str
@@ -362,6 +390,31 @@ class GovernedChat:
             return scope, "miss", None
         state = f"hit; {hit.path}; {hit.similarity:.3f}"
         return scope, state, hit.result
+
+    async def _audit_neutralised(
+        self,
+        principal: Principal,
+        controls: Controls,
+        result: ChatResult,
+        verdicts: dict[str, StoredVerdict],
+    ) -> None:
+        """Evidence for operators: what was removed, with the question's and the sources' top
+        injection scores (the likeliest carriers of the payload)."""
+        kinds = ", ".join(f"{kind} x{count}" for kind, count in sorted(result.neutralised.items()))
+        source_score = max((verdict.score for verdict in verdicts.values()), default=0.0)
+        suspects = [
+            verdicts[c.chunk_id].reasons for c in result.citations if c.chunk_id in verdicts
+        ]
+        reasons = sorted({reason for found in suspects for reason in found})[:6]
+        reason = (
+            f"removed {kinds}; question score {controls.injection_score:.2f}, top source score "
+            f"{source_score:.2f}" + (f"; cited sources: {'; '.join(reasons)}" if reasons else "")
+        )
+        await self.audit.record(
+            "answer_neutralised", actor=principal.user_id, tenant=principal.tenant,
+            outcome="blocked", target=result.trace_id or "chat", reason=reason,
+            score=max(controls.injection_score, source_score),
+        )  # fmt: skip
 
     def _replayed(self, result: ChatResult, started: float) -> ChatResult:
         return replace(

@@ -20,6 +20,7 @@ from shared.chat.service import ChatResult
 from shared.errors import NotFound
 from shared.http import json_response
 from shared.problems import Problem
+from shared.security.exfiltration import count_neutralised, neutralise
 from shared.telemetry import current_trace_id
 
 MODEL_PREFIX = "docgate"
@@ -84,7 +85,10 @@ def content_with_sources(result: ChatResult) -> str:
     if not result.citations:
         return result.answer
     lines = [f"[{c.number}] {c.document_name}, page {c.page}" for c in result.citations]
-    return f"{result.answer}\n\nSources:\n" + "\n".join(lines)
+    # Document names are uploaders' text: neutralised like the answer before they are shown.
+    block, findings = neutralise("\n".join(lines))
+    count_neutralised(findings)
+    return f"{result.answer}\n\nSources:\n{block}"
 
 
 def model_name(tier: str | None) -> str:

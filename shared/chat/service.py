@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -18,6 +19,12 @@ from shared.llm.prompts import (
 from shared.llm.types import LlmChunk, LlmRequest, LlmResponse, Usage
 from shared.resilience.retry import Deadline
 from shared.retrieval.search import RetrievedChunk, Retriever
+from shared.security.exfiltration import (
+    AnswerNeutraliser,
+    LinkPolicy,
+    count_neutralised,
+    neutralise,
+)
 from shared.security.injection import spotlight
 from shared.security.principal import Principal
 from shared.telemetry import current_trace_id, span
@@ -71,6 +78,7 @@ class ChatResult:
     cached: bool = False
     warnings: list[str] = field(default_factory=list)
     finish_reason: str = "stop"
+    neutralised: dict[str, int] = field(default_factory=dict)  # exfiltration constructs removed
 
     @property
     def overhead_ms(self) -> float:
@@ -171,6 +179,7 @@ class OpenedStream:
     model: str
     sources: list[RetrievedChunk]
     llm_started: float
+    neutraliser: AnswerNeutraliser  # every delta passes through it before the client sees it
 
 
 def grounded_request(
@@ -193,11 +202,16 @@ class ChatService:
     """
 
     def __init__(
-        self, retriever: Retriever, model_call: ModelCall, model_stream: ModelStream
+        self,
+        retriever: Retriever,
+        model_call: ModelCall,
+        model_stream: ModelStream,
+        allowed_hosts: tuple[str, ...] = (),
     ) -> None:
         self.retriever = retriever
         self.model_call = model_call
         self.model_stream = model_stream
+        self.allowed_hosts = allowed_hosts
 
     async def retrieve(
         self, principal: Principal, question: str, query: ChatQuery
@@ -247,17 +261,24 @@ class ChatService:
         with span("chat.llm_stream", tier=query.tier) as current:
             pieces, region, model = await self.model_stream(request, query.tier, deadline)
             current.set_attribute("llm.region", region)
-        return OpenedStream(pieces, query, region, model, chunks, llm_started)
+        neutraliser = AnswerNeutraliser(self._link_policy(chunks))
+        return OpenedStream(pieces, query, region, model, chunks, llm_started, neutraliser)
 
     def finish_stream(
         self, opened: OpenedStream, text: str, usage: Usage, finish_reason: str, started: float
     ) -> ChatResult:
-        """The streamed answer, cited, once its last chunk has arrived."""
+        """The streamed answer (`text`: as the neutraliser let it through), cited, once its
+        last chunk has arrived."""
         response = LlmResponse(text, opened.model, usage, finish_reason)
         llm_seconds = time.perf_counter() - opened.llm_started
         return self._result(
-            opened.query, response, opened.region, opened.sources, started, llm_seconds
-        )
+            opened.query, response, opened.region, opened.sources, started, llm_seconds,
+            opened.neutraliser.findings,
+        )  # fmt: skip
+
+    def _link_policy(self, chunks: list[RetrievedChunk]) -> LinkPolicy:
+        """Links an answer over `chunks` may keep: allowed hosts and URLs the sources quote."""
+        return LinkPolicy.for_sources(self.allowed_hosts, [chunk.text for chunk in chunks])
 
     def nothing_found(self, query: ChatQuery, tier: str, started: float) -> ChatResult:
         """The answer when no source the caller may read answers the question."""
@@ -275,8 +296,15 @@ class ChatService:
         chunks: list[RetrievedChunk],
         started: float,
         llm_seconds: float,
+        findings: Counter[str] | None = None,
     ) -> ChatResult:
-        answer, citations = cite(response.content, chunks)
+        """The cited result; the answer neutralised here unless `findings` says it was."""
+        if findings is None:
+            content, findings = neutralise(response.content, self._link_policy(chunks))
+        else:  # streamed: neutralised piece by piece already
+            content = response.content
+        count_neutralised(findings)
+        answer, citations = cite(content, chunks)
         warnings = []
         uncited = uncited_sentences(answer)
         if uncited:
@@ -293,4 +321,5 @@ class ChatService:
             total_seconds=time.perf_counter() - started,
             warnings=warnings,
             finish_reason=response.finish_reason,
+            neutralised=dict(findings),
         )

@@ -654,9 +654,18 @@ class InjectionSettings:
     )
     threshold: float = setting(
         "INJECTION_THRESHOLD",
-        "Score in (0, 1] from which the heuristic detector flags a text.",
+        "Score in (0, 1] from which the learned detector flags a text; 0.5 is the shipped "
+        "operating point (1% benign false positives on its training corpora; README).",
         default="0.5",
         parse=parsers.fraction,
+    )
+    answer_allowed_hosts: tuple[str, ...] = setting(
+        "ANSWER_ALLOWED_HOSTS",
+        "Comma-separated hosts (and their subdomains) answers may link to. Any other link, "
+        "image, HTML tag, script/data URL or flood of repeats is neutralised in every answer; "
+        "URLs quoted verbatim by a cited source stay.",
+        default="",
+        parse=parsers.csv,
     )
     content_safety_endpoint: str | None = setting(
         "CONTENT_SAFETY_ENDPOINT",

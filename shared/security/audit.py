@@ -19,7 +19,7 @@ import datetime as dt
 import logging
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from shared import telemetry
@@ -38,6 +38,9 @@ ACTIONS = frozenset(
         "admin_action",
         "budget_override",
         "injection_blocked",
+        "injection_flagged",  # a question answered under the flag policy
+        "document_flagged",  # chunks of an ingested document the screen flagged
+        "answer_neutralised",  # exfiltration constructs removed from an answer
     }
 )
 OUTCOMES = frozenset({"success", "failure", "denied", "blocked"})
@@ -91,6 +94,7 @@ class AuditRecord:
     trace_id: str | None
     time: str
     id: str
+    score: float | None = None  # the injection detector's score, for screening events
 
     def to_item(self) -> dict[str, Any]:
         """The Cosmos item."""
@@ -117,6 +121,7 @@ class AuditFilter:
     since: dt.datetime | None = None
     until: dt.datetime | None = None
     limit: int = DEFAULT_LIMIT
+    min_score: float | None = None
 
     def __post_init__(self) -> None:
         """Refuse values no record can match, so typos fail loudly."""
@@ -128,6 +133,8 @@ class AuditFilter:
             raise ValueError(f"limit must be between 1 and {MAX_LIMIT}")
         if self.since and self.until and self.since > self.until:
             raise ValueError("since must not be after until")
+        if self.min_score is not None and not 0.0 <= self.min_score <= 1.0:
+            raise ValueError("min_score must be between 0 and 1")
 
     def sql(self) -> tuple[str, dict[str, Any]]:
         """SELECT TOP @limit ... ORDER BY c.time DESC, with every value a parameter."""
@@ -144,13 +151,16 @@ class AuditFilter:
         if self.until is not None:
             conditions.append("c.time < @until")
             parameters["@until"] = format_time(self.until)
+        if self.min_score is not None:
+            conditions.append("c.score >= @min_score")
+            parameters["@min_score"] = self.min_score
         where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
         return f"SELECT TOP @limit * FROM c{where} ORDER BY c.time DESC", parameters
 
 
 def parse_filter(params: Mapping[str, str]) -> AuditFilter:
     """An AuditFilter from query-string parameters; ValueError names what is wrong."""
-    known = {"tenant", "action", "actor", "outcome", "since", "until", "limit"}
+    known = {"tenant", "action", "actor", "outcome", "since", "until", "limit", "min_score"}
     unknown = sorted(set(params) - known)
     if unknown:
         raise ValueError(f"unknown filter(s): {', '.join(unknown)}")
@@ -162,7 +172,18 @@ def parse_filter(params: Mapping[str, str]) -> AuditFilter:
         since=_parse_time(params.get("since"), "since"),
         until=_parse_time(params.get("until"), "until"),
         limit=_parse_limit(params.get("limit")),
+        min_score=_parse_score(params.get("min_score")),
     )
+
+
+def _parse_score(text: str | None) -> float | None:
+    """A score filter in [0, 1], None when absent."""
+    if not text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError("min_score must be a number between 0 and 1") from None
 
 
 def _parse_time(text: str | None, name: str) -> dt.datetime | None:
@@ -219,6 +240,7 @@ class AuditLog:
         target: str = "",
         reason: str = "",
         record_id: str | None = None,
+        score: float | None = None,
     ) -> AuditRecord | None:
         """Append one record; returns it, or None when the write failed (logged and counted).
 
@@ -226,6 +248,8 @@ class AuditLog:
         """
         try:
             entry = self._build(action, actor, tenant, outcome, target, reason, record_id)
+            if score is not None:
+                entry = replace(entry, score=round(float(score), 4))
             await self._store.create(self._container, entry.to_item())
         except AlreadyExists:
             self._count_failure(action, "conflict", record_id)

@@ -45,6 +45,8 @@ async def screen_retrieved(
 
 async def _write_back(store: Any, tenant: str, chunk_id: str, verdict: StoredVerdict) -> None:
     """Stores a lazily made verdict on its chunk (best effort)."""
+    if store is None:
+        return
     try:
         operations = [{"op": "set", "path": "/injection", "value": verdict.to_item()}]
         await store.patch(CHUNKS, chunk_id, tenant, operations)
