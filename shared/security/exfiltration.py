@@ -45,10 +45,11 @@ _SCRIPT_URL = re.compile(
     r"\b(?:javascript|vbscript)\s*:[^\s<>\"'`]*|\bdata:[a-z]+/[a-z0-9+.-]+[;,][^\s<>\"'`]*",
     re.IGNORECASE,
 )
+_TARGET = r"(?:[^()\n]|\([^()\n]{0,200}\)){0,2000}"  # a link target, one level of (...)
 _IMAGE = re.compile(
-    r"!\[(?P<alt>[^\]\n]{0,300})\](?:\((?P<target>[^)\n]{0,2000})\)|\[(?P<ref>[^\]\n]{0,100})\])"
+    rf"!\[(?P<alt>[^\]\n]{{0,300}})\](?:\((?P<target>{_TARGET})\)|\[(?P<ref>[^\]\n]{{0,100}})\])"
 )
-_LINK = re.compile(r"\[(?P<text>[^\]\n]{0,300})\]\((?P<target>[^)\n]{0,2000})\)")
+_LINK = re.compile(rf"\[(?P<text>[^\]\n]{{0,300}})\]\((?P<target>{_TARGET})\)")
 _REFERENCE = re.compile(r"(?m)^ {0,3}\[[^\]\n]{1,100}\]:[ \t]*(?P<target>\S+)[^\n]*$")
 _AUTOLINK = re.compile(r"<(?P<target>[a-z][a-z0-9+.-]{1,31}:[^\s<>]*)>", re.IGNORECASE)
 _COMMENT = re.compile(r"<!--.*?(?:-->|$)", re.DOTALL)
@@ -60,7 +61,7 @@ _OPEN_AT_END = (
     re.compile(r"<!--(?:(?!-->)[\s\S]){0,4000}$"),  # a comment still open
     re.compile(r"!?\[[^\]\n]{0,300}$"),
     re.compile(r"!?\[[^\]\n]{0,300}\]$"),  # "[text]" may be followed by "(url)"
-    re.compile(r"!?\[[^\]\n]{0,300}\]\([^)\n]{0,2000}$"),
+    re.compile(rf"!?\[[^\]\n]{{0,300}}\]\({_TARGET}(?:\([^()\n]{{0,200}})?$"),
     re.compile(r"(?m)^ {0,3}\[[^\]\n]{1,100}\]:[^\n]*$"),  # a reference definition's line
     re.compile(r"!$"),
 )
