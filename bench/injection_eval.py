@@ -4,7 +4,8 @@
    authors, all from the package registries), a model is trained on the other four plus the
    background benign sets, with near-duplicates of the held-out corpus removed; its threshold is
    chosen on the training corpora alone (an inner leave-one-corpus-out, benign false-positive
-   rate 1%); then it is tested once on the held-out corpus. Precision, recall and FPR per
+   rate 1%) and the rule floor added as the screen does (`detect_batch`); then it is tested
+   once on the held-out corpus. Precision, recall and FPR per
    held-out corpus, beside the hand-written rules (37 intent rules, the previous detector) and a
    naive SQL-keyword regex, measured on the same rows.
 2. Per language: every attack scored by the model that did not see its corpus.
@@ -40,6 +41,8 @@ from bench.injection_train import (
     TARGET_FPR,
     Pool,
     build_pool,
+    calibrated,
+    decided,
     featurise_cached,
     scores,
     threshold_for,
@@ -128,15 +131,15 @@ def leave_one_corpus_out(pool: Pool, business: Sequence[Sample]) -> list[Fold]:
         others = [name for name in pool.corpora if name != corpus]
         held = pool.indexes([corpus])
         threshold = threshold_for(pool, others)
-        model = train_fold(pool, others, held)
-        held_scores = scores(model, pool.data.subset(held))
-        background_scores = scores(model, pool.data.subset(background))
-        business_scores = scores(model, business_data)
+        model = calibrated(train_fold(pool, others, held), threshold, {})
+        held_scores = decided(model, pool.data.subset(held))
+        background_scores = decided(model, pool.data.subset(background))
+        business_scores = decided(model, business_data)
         folds.append(
             Fold(
                 corpus, held, held_scores, threshold,
-                float(np.mean(background_scores >= threshold)),
-                float(np.mean(business_scores >= threshold)),
+                float(np.mean(background_scores >= 0.5)),
+                float(np.mean(business_scores >= 0.5)),
             )
         )  # fmt: skip
         print(f"  fold {corpus}: done", file=sys.stderr)
@@ -154,7 +157,7 @@ def loco_table(pool: Pool, folds: list[Fold]) -> str:
     for fold in folds:
         samples = [pool.data.samples[index] for index in fold.indexes]
         labels = [sample.malicious for sample in samples]
-        learned = Counts.of(list(fold.scores >= fold.threshold), labels)
+        learned = Counts.of(list(fold.scores >= 0.5), labels)
         rules = Counts.of([rules_flag(sample) for sample in samples], labels)
         naive = Counts.of([naive_sql(sample.text) for sample in samples], labels)
         met = (learned.recall or 0) >= GOAL_RECALL and (learned.fpr or 0) <= GOAL_FPR
@@ -174,7 +177,7 @@ def per_language(pool: Pool, folds: list[Fold]) -> str:
     for fold in folds:
         for index, value in zip(fold.indexes, fold.scores, strict=True):
             sample = pool.data.samples[index]
-            entry = (value >= fold.threshold, sample.malicious, rules_flag(sample))
+            entry = (value >= 0.5, sample.malicious, rules_flag(sample))
             rows.setdefault(sample.lang, []).append(entry)
     lines = [
         f"{'lang':<6}{'attacks':>8}{'benign':>7} | {'learned R':>9}{'FPR':>7} | {'rules R':>8}"
@@ -198,7 +201,7 @@ def benign_sets(pool: Pool, business: Sequence[Sample]) -> str:
         sets[f"{name} (held-back half)"] = [pool.data.samples[i] for i in indexes]
     lines = [f"{'benign set':<32}{'texts':>6}{'flagged':>8}{'FPR':>7} | {'rules FPR':>9}"]
     for name, samples in sets.items():
-        values = scores(model, featurise_cached(list(samples)))
+        values = decided(model, featurise_cached(list(samples)))
         flagged = int(np.sum(values >= 0.5))
         rules = sum(rules_flag(sample) for sample in samples)
         lines.append(
@@ -207,7 +210,7 @@ def benign_sets(pool: Pool, business: Sequence[Sample]) -> str:
         )
     languages: dict[str, list[float]] = {}
     chatter = [pool.data.samples[i] for i in pool.reported.get("chatterbot", [])]
-    for sample, value in zip(chatter, scores(model, featurise_cached(chatter)), strict=True):
+    for sample, value in zip(chatter, decided(model, featurise_cached(chatter)), strict=True):
         languages.setdefault(sample.lang, []).append(float(value))
     per_lang = ", ".join(
         f"{lang} {100 * np.mean(np.asarray(v) >= 0.5):.1f}%"
@@ -277,7 +280,10 @@ def variants(pool: Pool) -> str:
             counts = Counts.of(list(values >= threshold), labels)
             cells.append(f"{_pct(counts.recall)}/{_pct(counts.fpr)}")
         lines.append(f"{label:<30}" + "".join(f"{cell:>16}" for cell in cells))
-    lines.append("(threshold here: 1% FPR on the background held-back halves, for comparison only)")
+    lines.append(
+        "(the model alone, no rule floor; threshold: 1% FPR on the background held-back halves,"
+        " for comparison between feature sets only)"
+    )
     return "\n".join(lines)
 
 
@@ -308,7 +314,7 @@ def main() -> None:
         fold = next(fold for fold in folds if fold.corpus == args.misses)
         for index, value in zip(fold.indexes, fold.scores, strict=True):
             sample = pool.data.samples[index]
-            if (value >= fold.threshold) != sample.malicious:
+            if (value >= 0.5) != sample.malicious:
                 kind = "missed" if sample.malicious else "false positive"
                 print(f"{kind:>14} {value:.3f} {sample.lang} {sample.text[:160]!r}")
 

@@ -44,6 +44,7 @@ from shared.security.detector import (
     cheap_features,
     feature_names,
     read,
+    rule_floor,
     sigmoid,
     window_readings,
 )
@@ -216,6 +217,13 @@ def fit(
 def scores(model: LinearModel, data: Featurised) -> np.ndarray:
     """One probability per sample (its worst window)."""
     return model.text_scores(data.features, len(data.samples))
+
+
+def decided(model: LinearModel, data: Featurised) -> np.ndarray:
+    """What the screen decides with a calibrated model (flagged at 0.5): the model's score or
+    the rule floor (`detector.rule_floor`), whichever is higher, per sample."""
+    floors = np.asarray([rule_floor(reading) for reading in data.features.readings])
+    return np.maximum(scores(model, data), floors)
 
 
 def by_corpus(data: Featurised) -> dict[str, list[int]]:

@@ -13,6 +13,14 @@ Features of one text (`FeatureSet`):
 - hashed word 1-2 grams and character 3-5 grams (NGRAM_BUCKETS): lexical cues shared across
   corpora and across languages the English MiniLM reads poorly.
 
+Two rule floors (`rule_floor`) keep what the rules are sure of, whatever the model says: an
+instruction the rules find only once the text is decoded (base64, hex, percent or backslash
+escapes, rot13, reversed text, Unicode tag characters, leetspeak), and a strong rule (weight >=
+STRONG_RULE, e.g. "ignore all previous instructions", chat-template tokens, our own source
+fence) in plain text. Ordinary text does not hide instructions nor use those phrases, the
+corpora hold too few such rows for the model to learn them, and a model that reads a window
+mostly made of benign document text otherwise scores a single injected sentence down.
+
 The weights are trained offline (`bench/injection_train.py`, fixed seed, corpora from the
 package registries) and ship as `injection_model.json` (about 70 KB). The bias is shifted so the
 operating point chosen on the training corpora (benign false-positive rate 1%) is at 0.5: the
@@ -47,6 +55,7 @@ _MD_IMAGE = re.compile(r"!\[[^\]]{0,200}\]\(")
 _LETTERS = re.compile(r"[^\W\d_]")
 
 STRUCTURAL = ("html event handler", "script or data url", "markdown image", "shouting")
+STRONG_RULE = 0.85  # rules this sure decide alone (see rule_floor)
 NGRAM_BUCKETS = 2048  # hashed word 1-2 grams and character 3-5 grams of the normalised text
 _NGRAM_WORD = re.compile(r"\w+")
 RULE_NAMES = tuple(dict.fromkeys(rule.name for rule in RULES))
@@ -265,9 +274,16 @@ def detect_batch(texts: Sequence[str], model: LinearModel | None = None) -> list
     features = featurise(texts)
     scores = model.text_scores(features, len(texts))
     return [
-        Detection(round(float(value), 4), reading)
+        Detection(round(max(float(value), rule_floor(reading)), 4), reading)
         for value, reading in zip(scores, features.readings, strict=True)
     ]
+
+
+def rule_floor(reading: Reading) -> float:
+    """The rules' score when an instruction was found only after decoding or a strong rule
+    fired; else 0 (the model decides)."""
+    sure = any(hit.view != "text" or hit.rule.weight >= STRONG_RULE for hit in reading.hits)
+    return reading.rule_score if sure else 0.0
 
 
 @cache
