@@ -13,13 +13,15 @@ Training recipe (the same in every leave-one-corpus-out fold of `bench/injection
    leave-one-corpus-out): the score at which their benign false-positive rate is TARGET_FPR;
 4. the bias is shifted so that threshold sits at 0.5.
 
-Run: `.venv/bin/python bench/injection_train.py` (about 2-4 min the first time, mostly MiniLM;
-seconds once the cache is warm).
+Run: `.venv/bin/python bench/injection_train.py --write` to replace the shipped weights (minutes
+the first time, mostly MiniLM; less once the cache is warm); without `--write` it only compares
+a fresh fit with the shipped file (a reproducibility check, as `make bench` runs it).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import pickle
 import sys
 from collections.abc import Sequence
@@ -330,15 +332,18 @@ def main() -> None:
         "script": "bench/injection_train.py",
     }
     shipped = calibrated(model, threshold, meta)
-    MODEL_FILE.write_text(_dump(shipped.to_json()))
-    print(
-        f"wrote {MODEL_FILE} ({MODEL_FILE.stat().st_size // 1024} KiB), threshold {threshold:.4f}"
-    )
+    if "--write" in sys.argv[1:]:
+        MODEL_FILE.write_text(_dump(shipped.to_json()))
+        size = MODEL_FILE.stat().st_size // 1024
+        print(f"wrote {MODEL_FILE} ({size} KiB), threshold {threshold:.4f}")
+        return
+    # Without --write (as `make bench` runs it): a reproducibility check against the shipped file.
+    current = LinearModel.from_json(json.loads(MODEL_FILE.read_text()))
+    drift = float(np.max(np.abs(current.weights - shipped.weights)))
+    print(f"threshold {threshold:.4f}; largest weight difference from the shipped file {drift:.2e}")
 
 
 def _dump(data: dict) -> str:
-    import json
-
     return json.dumps(data, separators=(",", ":")) + "\n"
 
 
