@@ -187,7 +187,13 @@ async def test_flagged_document_is_audited_once_per_version() -> None:
             self.records.append({"action": action, **fields})
 
     log = Log()
-    job = {"tenant": "contoso", "document_id": "doc1", "sha256": "ab" * 32}
+    @dataclass(frozen=True)
+    class Job:  # the fields of shared.ingestion.contract.Job the audit uses
+        tenant: str = "contoso"
+        document_id: str = "doc1"
+        sha256: str = "ab" * 32
+
+    job = Job()
     verdicts = [
         {"score": 0.1, "reasons": []},
         {"score": 0.93, "reasons": ["instruction override"]},
