@@ -253,6 +253,7 @@ async def usage(req: Request, principal: Principal) -> Response:
                 "usage:read-all", "only admins (usage:read-all) may read other users' usage"
             )
         user = principal.user_id
+    await services.write_behind.flush()  # this instance's settlements still under way
     totals = await services.ledger.totals(
         principal.tenant, user=user, model=params.get("model"),
         day=params.get("day"), month=params.get("month"),
@@ -272,6 +273,7 @@ async def clear_cache(req: Request, principal: Principal) -> Response:
     """Empties the semantic cache, optionally for one tenant (`?tenant=`)."""
     services = await get_services()
     cache = services.semantic_cache
+    await services.write_behind.flush()  # stores still under way would survive the clear
     deleted = await cache.clear(principal.tenant) if cache else 0
     await services.audit_log.record(
         "admin_action", actor=principal.user_id, tenant=principal.tenant, outcome="success",
@@ -296,7 +298,9 @@ async def audit_log(req: Request, principal: Principal) -> Response:
 @app.timer_trigger(arg_name="timer", schedule=settings.budgets.audit_schedule)
 async def audit_budgets(timer: func.TimerRequest) -> None:
     """Recomputes budget totals from the ledger, repairs drift, warns at 80% and 100%."""
-    report = await (await get_services()).budget_auditor.audit()
+    services = await get_services()
+    await services.write_behind.flush()  # this instance's settlements first
+    report = await services.budget_auditor.audit()
     log.info("Budget audit: %s", report)
 
 

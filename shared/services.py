@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from shared.budgets.counters import BudgetCounters
     from shared.budgets.ledger import UsageLedger
     from shared.cache import SemanticCache
+    from shared.chat.behind import WriteBehind
     from shared.chat.governance import GovernedChat
     from shared.chat.service import ChatService
     from shared.documents.engines.base import FigureDescriber, LayoutEngine
@@ -137,7 +138,10 @@ class Services:
         """Cosmos: the key for the local emulator, the identity in Azure."""
         settings = self.settings.cosmos
         client = cosmos.create_cosmos_client(
-            settings.endpoint, settings.key, None if settings.key else self.credential
+            settings.endpoint,
+            settings.key,
+            None if settings.key else self.credential,
+            proxy=settings.proxy,
         )
         capabilities = cosmos.EMULATOR if settings.emulator else cosmos.AZURE
         return cosmos.CosmosStore(
@@ -357,7 +361,15 @@ class Services:
             router_options=self.router_options,
             gate=self.budget_gate,
             sources_store=store,
+            behind=self.write_behind,
         )
+
+    @cached_property
+    def write_behind(self) -> WriteBehind:
+        """The chat path's post-response writes (settlements, cache stores) of this process."""
+        from shared.chat.behind import WriteBehind
+
+        return WriteBehind()
 
     # Governance ---------------------------------------------------------------------------
 
@@ -368,9 +380,15 @@ class Services:
         if not settings.enabled:
             return None
         from shared.resilience.ratelimit import RateLimiter
+        from shared.resilience.ratelimit_slices import SliceOptions
         from shared.resilience.ratelimit_store import CosmosBucketStore
 
-        return RateLimiter(CosmosBucketStore(self.store), settings.limits)
+        slices = (
+            SliceOptions(settings.slice_fraction, settings.slice_seconds)
+            if settings.slice_fraction > 0
+            else None
+        )
+        return RateLimiter(CosmosBucketStore(self.store), settings.limits, slices=slices)
 
     @cached_property
     def semantic_cache(self) -> SemanticCache | None:

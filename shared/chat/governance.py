@@ -1,10 +1,15 @@
 """The governed chat path, in order, each step a span:
 
-auth and validation (by the route) -> rate limit -> budget admission -> cache lookup ->
-retrieval -> cost router -> region router / model -> cache store -> ledger and settle.
+auth and validation (by the route) -> rate limit -> cost router (the tier) -> cache lookup ->
+[a hit is answered here] -> budget admission -> retrieval -> region router / model; then,
+after the response (write-behind): cache store, ledger and settle.
 
-Everything taken up front (rate-limit tokens, budget money) is given back or settled on every
-exit, so a failed request never keeps a reservation. Refusals are raised as the owners'
+A cache hit costs nothing, so it reserves no budget: the lookup comes before budget
+admission, under the router's tier. A miss reserves, and when a soft budget steps the tier
+down, its answer is stored under the tier that produced it. Everything taken up front
+(rate-limit tokens, budget money) is given back or settled on every exit, so a failed request
+never keeps a reservation. Settlements and cache stores run after the response
+(shared/chat/behind.py), in the same order as before. Refusals are raised as the owners'
 exceptions (RateLimitRefused, Refusal, PromptInjectionBlocked); the HTTP edge answers them.
 """
 
@@ -19,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from shared.budgets.admission import WARNING_HEADER, BudgetGate, BudgetReservation
 from shared.budgets.ledger import UsageLedger, UsageRecord
 from shared.cache import CacheScope, SemanticCache
+from shared.chat.behind import WriteBehind
 from shared.chat.service import ChatQuery, ChatResult, ChatService, OpenedStream
 from shared.llm.prompts import SYSTEM_TEMPLATE
 from shared.llm.types import Usage
@@ -124,22 +130,32 @@ class GovernedChat:
     router_options: cost.RouterOptions | None = None
     gate: BudgetGate | None = None
     sources_store: CosmosStore | None = None  # chat-time verdicts are written back there
+    behind: WriteBehind = field(default_factory=WriteBehind)  # post-response writes
 
     async def run(
         self, principal: Principal, query: ChatQuery, controls: Controls, deadline: Deadline
     ) -> Governed:
         """The governed answer; raises the refusing control's exception."""
         started = time.perf_counter()
-        query, controls, admitted, reservation, headers = await self._admit(
-            principal, query, controls
-        )
+        query, controls, admitted, headers = await self._admit(principal, query, controls)
+        reservation: BudgetReservation | None = None
         try:
-            result, cache_state = await self._answer(principal, query, controls, deadline, started)
+            question, query, decision = self._route(principal, query, controls)
+            scope, cache_state, hit = await self._lookup(principal, query, controls, question)
+            headers["x-docgate-cache"] = cache_state
+            if hit is not None:
+                result = self._replayed(hit, started)
+                self._settle_behind(principal, result, admitted, None)
+                return Governed(result, headers)
+            query, reservation, scope = await self._reserve(
+                principal, query, decision, scope, headers
+            )
+            result = await self._answer(principal, query, controls, question, deadline, started)
         except BaseException:
             await self._give_back(admitted, reservation)
             raise
-        headers["x-docgate-cache"] = cache_state
-        await self._settle(principal, result, admitted, reservation)
+        self._store_behind(scope, controls, query, question, result)
+        self._settle_behind(principal, result, admitted, reservation)
         return Governed(result, headers)
 
     async def stream(
@@ -149,18 +165,19 @@ class GovernedChat:
         (a refusal raises here, before any byte is sent); the cache store, the ledger and the
         settlements run once the last piece has gone out."""
         started = time.perf_counter()
-        query, controls, admitted, reservation, headers = await self._admit(
-            principal, query, controls
-        )
+        query, controls, admitted, headers = await self._admit(principal, query, controls)
+        reservation: BudgetReservation | None = None
         try:
-            with span("chat.condense"):
-                question = standalone_question(query.messages)
+            question, query, decision = self._route(principal, query, controls)
             scope, cache_state, hit = await self._lookup(principal, query, controls, question)
             headers["x-docgate-cache"] = cache_state
             if hit is not None:
                 result = self._replayed(hit, started)
-                replay = self._after(principal, result, admitted, reservation)
+                replay = self._after(principal, result, admitted, None)
                 return GovernedStream(headers, result.model, result.region, result.tier, replay)
+            query, reservation, scope = await self._reserve(
+                principal, query, decision, scope, headers
+            )
             chunks, flagged, tier, final, verdicts = await self._prepare(
                 principal, query, controls, question
             )
@@ -178,26 +195,56 @@ class GovernedChat:
 
     async def _admit(
         self, principal: Principal, query: ChatQuery, controls: Controls
-    ) -> tuple[ChatQuery, Controls, Admission | None, BudgetReservation | None, dict[str, str]]:
-        """Validation, rate limit and budget: what was taken, and the headers they add."""
+    ) -> tuple[ChatQuery, Controls, Admission | None, dict[str, str]]:
+        """Validation and the rate limit: what was taken, and the headers they add."""
         controls = await self._validate(principal, query, controls)
         prompt_tokens = estimated_prompt_tokens(query, self.chunk_tokens)
         admitted = await self._admit_rate(principal, prompt_tokens + query.max_tokens)
         headers = ratelimit.headers(admitted) if admitted else {}
         if admitted and not admitted.allowed:
             raise ratelimit.refusal_of(admitted)
-        reservation: BudgetReservation | None = None
-        try:
-            with span("chat.budget"):
-                query, reservation = await self._admit_budget(
-                    principal, query, controls, prompt_tokens
-                )
-        except BaseException:
-            await self._give_back(admitted, reservation)
-            raise
-        if reservation is not None and reservation.warning:
-            headers[WARNING_HEADER] = reservation.warning
-        return query, controls, admitted, reservation, headers
+        return query, controls, admitted, headers
+
+    def _route(
+        self, principal: Principal, query: ChatQuery, controls: Controls
+    ) -> tuple[str, ChatQuery, cost.TierChoice | None]:
+        """The standalone question, the query at the router's tier, and the router's decision
+        (None without prices): CPU only, before the cache is consulted."""
+        with span("chat.condense"):
+            question = standalone_question(query.messages)
+        if self.router_options is None or self.gate is None:
+            return question, replace(query, tier=controls.tier_override or query.tier), None
+        prompt_tokens = estimated_prompt_tokens(query, self.chunk_tokens)
+        context = max(0, prompt_tokens - PROMPT_OVERHEAD_TOKENS)
+        decision = self._decide(principal, query, controls, prompt_tokens, context)
+        if decision is None:
+            return question, replace(query, tier=controls.tier_override or query.tier), None
+        return question, replace(query, tier=decision.tier), decision
+
+    async def _reserve(
+        self,
+        principal: Principal,
+        query: ChatQuery,
+        decision: cost.TierChoice | None,
+        scope: CacheScope | None,
+        headers: dict[str, str],
+    ) -> tuple[ChatQuery, BudgetReservation | None, CacheScope | None]:
+        """Reserves the estimated cost of a miss; a soft limit steps the tier down (and the
+        answer is then stored under that tier), a hard one refuses."""
+        if decision is None or self.gate is None:
+            return query, None, scope
+        with span("chat.budget"):
+            admitted = await self.gate.admit(principal, decision)
+        if isinstance(admitted, cost.Refusal):
+            raise admitted
+        if admitted.warning:
+            headers[WARNING_HEADER] = admitted.warning
+        tier = admitted.decision.tier
+        if tier != query.tier:
+            query = replace(query, tier=tier)
+            if scope is not None and self.cache is not None:
+                scope = self.cache.scope(principal, principal.groups, tier, SYSTEM_TEMPLATE)
+        return query, admitted, scope
 
     async def _relay(
         self,
@@ -232,9 +279,10 @@ class GovernedChat:
             if result.neutralised:
                 await self._audit_neutralised(principal, context.controls, result, context.verdicts)
             result.cost_usd = self._cost_of(result, context.final)
-            await self._store(context.scope, context.controls, context.query, context.question,
-                              result)  # fmt: skip
-            await self._settle(principal, result, admitted, reservation)
+            self._store_behind(
+                context.scope, context.controls, context.query, context.question, result
+            )
+            self._settle_behind(principal, result, admitted, reservation)
             finished = True
             yield result
         finally:
@@ -251,7 +299,7 @@ class GovernedChat:
         """A finished answer (a cache hit, or nothing found) replayed word by word."""
         for piece in _words(result.answer):
             yield piece
-        await self._settle(principal, result, admitted, reservation)
+        self._settle_behind(principal, result, admitted, reservation)
         yield result
 
     async def _admit_rate(self, principal: Principal, tokens: int) -> Admission | None:
@@ -307,19 +355,6 @@ class GovernedChat:
             raise decided
         return decided
 
-    async def _admit_budget(
-        self, principal: Principal, query: ChatQuery, controls: Controls, prompt_tokens: int
-    ) -> tuple[ChatQuery, BudgetReservation | None]:
-        """Reserves the estimated cost; a soft limit steps the tier down, a hard one refuses."""
-        context = max(0, prompt_tokens - PROMPT_OVERHEAD_TOKENS)
-        decision = self._decide(principal, query, controls, prompt_tokens, context)
-        if decision is None or self.gate is None:
-            return replace(query, tier=controls.tier_override or query.tier), None
-        admitted = await self.gate.admit(principal, decision)
-        if isinstance(admitted, cost.Refusal):
-            raise admitted
-        return replace(query, tier=admitted.decision.tier), admitted
-
     # Cache, retrieval, routing, model ------------------------------------------------------
 
     async def _answer(
@@ -327,14 +362,11 @@ class GovernedChat:
         principal: Principal,
         query: ChatQuery,
         controls: Controls,
+        question: str,
         deadline: Deadline,
         started: float,
-    ) -> tuple[ChatResult, str]:
-        with span("chat.condense"):
-            question = standalone_question(query.messages)
-        scope, cache_state, hit = await self._lookup(principal, query, controls, question)
-        if hit is not None:
-            return self._replayed(hit, started), cache_state
+    ) -> ChatResult:
+        """A cache miss: retrieval, the source screen, the model, and the actual cost."""
         chunks, flagged, tier, final, verdicts = await self._prepare(
             principal, query, controls, question
         )
@@ -342,8 +374,7 @@ class GovernedChat:
         if result.neutralised:
             await self._audit_neutralised(principal, controls, result, verdicts)
         result.cost_usd = self._cost_of(result, final)
-        await self._store(scope, controls, query, question, result)
-        return result, cache_state
+        return result
 
     async def _prepare(
         self, principal: Principal, query: ChatQuery, controls: Controls, question: str
@@ -385,6 +416,7 @@ class GovernedChat:
             return None, f"bypass; {skip.reason}", None
         scope = self.cache.scope(principal, principal.groups, query.tier, SYSTEM_TEMPLATE)
         with span("chat.cache_lookup"):
+            await self.behind.wait(scope.partition)  # this instance's stores still under way
             hit = await self.cache.lookup(scope, question)
         if hit is None:
             return scope, "miss", None
@@ -447,6 +479,19 @@ class GovernedChat:
             if await self.chunks_live(scope.tenant, cited):
                 await self.cache.store(scope, question, result)
 
+    def _store_behind(
+        self,
+        scope: CacheScope | None,
+        controls: Controls,
+        query: ChatQuery,
+        question: str,
+        result: ChatResult,
+    ) -> None:
+        """Stores the answer after the response (filed under its partition: see _lookup)."""
+        if self.cache is not None and scope is not None:
+            store = self._store(scope, controls, query, question, result)
+            self.behind.submit(store, key=scope.partition, what="cache store")
+
     def _cost_of(self, result: ChatResult, decision: cost.TierChoice | None) -> float:
         """The actual cost from `usage`, logged beside the router's estimate. Models without a
         price (the offline answerer) cost nothing."""
@@ -482,6 +527,17 @@ class GovernedChat:
                 await self.gate.settle(reservation, result.cost_usd)
             if admitted is not None and self.limiter is not None:
                 await self.limiter.settle(admitted.reservation, result.usage.total_tokens)
+
+    def _settle_behind(
+        self,
+        principal: Principal,
+        result: ChatResult,
+        admitted: Admission | None,
+        reservation: BudgetReservation | None,
+    ) -> None:
+        """Ledger, budget and tokens after the response (see shared/chat/behind.py)."""
+        settle = self._settle(principal, result, admitted, reservation)
+        self.behind.submit(settle, what="settlement")
 
     async def _give_back(
         self, admitted: Admission | None, reservation: BudgetReservation | None

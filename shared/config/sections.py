@@ -47,6 +47,14 @@ def setting(
     return field(metadata={DECLARATION: Declaration(env, doc, default, parse, secret, required)})
 
 
+def _share(value: str) -> float:
+    """A number in [0, 1]."""
+    number = parsers.non_negative_number(value)
+    if number > 1:
+        raise ValueError("must be a number from 0 to 1")
+    return number
+
+
 def _prices(value: str) -> PriceTable | None:
     return parse_prices(value) if value.strip() else None
 
@@ -127,6 +135,14 @@ class CosmosSettings:
         "(missing items read as 500, no TTL, no batch).",
         default="false",
         parse=parsers.boolean,
+    )
+    proxy: str | None = setting(
+        "COSMOS_PROXY",
+        "HTTP(S) proxy URL for Cosmos calls, e.g. http://proxy.corp:3128. Unset: direct. The "
+        "client is configured once and does not consult HTTPS_PROXY, NO_PROXY or ~/.netrc per "
+        "call. Secret: it may carry credentials (http://user:password@host:port).",
+        parse=parsers.url,
+        secret=True,
     )
 
 
@@ -506,6 +522,21 @@ class RateLimitSettings:
         '"on_store_error": "closed"}. Empty: those defaults.',
         default="",
         parse=RateLimits.from_json,  # empty: the documented defaults
+    )
+    slice_fraction: float = setting(
+        "RATE_LIMIT_SLICE_FRACTION",
+        "Leased slices: each instance takes this share of a bucket's requests per minute at "
+        "once (one conditional write) and admits from memory until it is spent or its lease "
+        "ends; the limit stays exact. 0: one conditional write per bucket and request.",
+        default="0.1",
+        parse=_share,
+    )
+    slice_seconds: float = setting(
+        "RATE_LIMIT_SLICE_SECONDS",
+        "How long a leased slice lasts: an idle instance's slice is unavailable to the others "
+        "for at most this long (it stops using it 1 s before).",
+        default="5",
+        parse=parsers.positive_number,
     )
 
 

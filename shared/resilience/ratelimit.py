@@ -31,10 +31,13 @@ Give-backs and settle corrections are best effort: if one is lost (store error, 
 `max_attempts` conflicts), the bucket holds too little, never too much, and refill repairs it
 within a minute. A reservation that is never settled (the instance died) simply stays spent.
 
-No local pre-allocation (leasing slices of a bucket to serve locally): per-user buckets are
-small (tens of requests a minute) and spread over many instances, so slices would either be
-tiny (no saving) or strand most of a user's quota in idle instances (false refusals up to
-slice x instances). The CAS path is exact, and its cost is two point writes.
+Leased slices (optional, `slices`; see shared/resilience/ratelimit_slices.py): each instance
+leases several requests' worth of a bucket with one conditional write and admits from memory
+until the slice is spent or its lease ends; refill stops at capacity minus the live leases, so
+the limit stays exact. A decision then costs no round trip, and one lease write per bucket
+every `fraction x rpm` requests. The price is under-admission: an idle instance's slice is
+unavailable to the others for at most the lease's `seconds`. Without slices, every decision is
+the exact CAS path above.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ import logging
 import math
 import random
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -59,11 +63,14 @@ from shared.resilience.ratelimit_buckets import (
     Limit,
     adjust,
     full_in,
+    leasing,
     refill,
     refusal,
+    returning,
     take,
     wait_seconds,
 )
+from shared.resilience.ratelimit_slices import Slice, SliceOptions
 from shared.resilience.ratelimit_store import BucketStore, Stored
 from shared.resilience.retry import full_jitter_backoff
 from shared.security.principal import Principal
@@ -275,8 +282,12 @@ class RateLimiter:
     backoff_base_seconds: float = 0.002
     backoff_cap_seconds: float = 0.05
     rng: random.Random = field(default_factory=random.Random, repr=False)
+    slices: SliceOptions | None = None  # None: one conditional write per bucket and decision
+    holder: str = field(default_factory=lambda: uuid.uuid4().hex)  # this instance's lease name
     _cache: OrderedDict[str, Stored] = field(default_factory=OrderedDict, init=False, repr=False)
     _lock: KeyLocks = field(default_factory=KeyLocks, init=False, repr=False)
+    _slices: dict[str, Slice] = field(default_factory=dict, init=False, repr=False)
+    _sliced: dict[str, Bucket] = field(default_factory=dict, init=False, repr=False)
 
     def buckets_of(self, principal: Principal) -> tuple[Bucket, ...]:
         """The principal's buckets in the fixed admission order: user, then tenant."""
@@ -295,12 +306,16 @@ class RateLimiter:
             return self._too_large(oversized, cost)
         taken: list[tuple[Bucket, Stored]] = []
         try:
-            early = await self._confirmed_refusal(buckets[1:], cost)
+            early = None if self.slices else await self._confirmed_refusal(buckets[1:], cost)
             if early is not None:
                 return early
             for bucket in buckets:
-                transition = _taking(bucket.limit, cost)
-                outcome, stored = await self._swap(bucket, transition, self.limits.max_attempts)
+                if self.slices is not None:
+                    outcome, stored = await self._from_slice(bucket, cost, self.slices)
+                else:
+                    transition = _taking(bucket.limit, cost)
+                    attempts = self.limits.max_attempts
+                    outcome, stored = await self._swap(bucket, transition, attempts)
                 if outcome != "written":
                     await self._give_back([b for b, _ in taken], cost)
                     return self._refused(bucket, stored, cost, outcome)
@@ -318,9 +333,64 @@ class RateLimiter:
         difference = reservation.tokens - max(0, int(actual_tokens))
         if difference == 0 or not reservation.buckets:
             return
-        await asyncio.gather(
-            *(self._adjust(bucket, 0, difference) for bucket in reservation.buckets)
-        )
+        remote = [b for b in reservation.buckets if not self._give_local(b, 0, difference)]
+        await asyncio.gather(*(self._adjust(bucket, 0, difference) for bucket in remote))
+
+    async def release(self) -> None:
+        """Return every slice's unused rest to its bucket (one write each), e.g. at shutdown."""
+        for bucket_id, held in list(self._slices.items()):
+            bucket = self._sliced[bucket_id]
+            del self._slices[bucket_id]
+            try:
+                await self._swap(bucket, returning(self.holder, held.held, bucket.limit), 3)
+            except STORE_ERRORS as error:  # the lease expires by itself
+                log.warning("rate limit slice not returned: store error %s", _describe(error))
+
+    # slices -----------------------------------------------------------------------------------
+
+    async def _from_slice(
+        self, bucket: Bucket, cost: Cost, options: SliceOptions
+    ) -> tuple[Outcome, Stored]:
+        """Take `cost` from this instance's slice of `bucket`, renewing its lease (one
+        conditional write) when the slice cannot cover it; returns the bucket as last known."""
+        current = self._slices.get(bucket.id)
+        if current is not None and current.take(cost, self.clock()):
+            return "written", self._known(bucket)
+        async with self._lock(bucket.id):
+            current = self._slices.get(bucket.id)  # another caller may have renewed it
+            now = self.clock()
+            if current is not None and current.take(cost, now):
+                return "written", self._known(bucket)
+            held = current.held if current is not None else (0.0, 0.0)
+            transition = leasing(
+                bucket.limit, self.holder, held, cost, options.want(bucket.limit, cost),
+                now + options.seconds,
+            )  # fmt: skip
+            swapped = await compare_and_swap(
+                self.store, transition, read=lambda: self._fetch(bucket),
+                first=self._cache.get(bucket.id), attempts=self.limits.max_attempts,
+                clock=self.clock, pause=self._backoff, skip_unchanged=False,
+            )  # fmt: skip
+            if swapped.outcome != "written":
+                return swapped.outcome, swapped.current
+            stored = self._remember(swapped.current)
+            lease = stored.state.leases[self.holder]
+            self._slices[bucket.id] = Slice.of(lease, cost, options.margin_seconds)
+            self._sliced[bucket.id] = bucket
+            return "written", stored
+
+    def _known(self, bucket: Bucket) -> Stored:
+        """The bucket as this instance last saw it (full when forgotten: headers only)."""
+        known = self._cache.get(bucket.id)
+        return known or Stored(BucketState.full(bucket.id, bucket.limit, self.clock()), None)
+
+    def _give_local(self, bucket: Bucket, requests: float, tokens: float) -> bool:
+        """Give back to (or charge) this instance's slice of `bucket`; False without one."""
+        held = self._slices.get(bucket.id) if self.slices is not None else None
+        if held is None:
+            return False
+        held.give(requests, tokens)
+        return True
 
     # admission steps --------------------------------------------------------------------------
 
@@ -340,9 +410,11 @@ class RateLimiter:
         return None
 
     async def _give_back(self, buckets: list[Bucket], cost: Cost) -> None:
-        """Return `cost` to buckets already taken, after a later one refused."""
+        """Return `cost` to buckets already taken, after a later one refused (to the slice
+        it came from, with slices on)."""
         for bucket in buckets:
-            await self._adjust(bucket, cost.requests, cost.tokens)
+            if not self._give_local(bucket, cost.requests, cost.tokens):
+                await self._adjust(bucket, cost.requests, cost.tokens)
 
     async def _adjust(self, bucket: Bucket, requests: float, tokens: float) -> bool:
         """Move a bucket's levels; on failure log and return False (refill heals the bucket)."""
@@ -426,15 +498,24 @@ class RateLimiter:
     def _allowed(self, taken: list[tuple[Bucket, Stored]], cost: Cost) -> Admission:
         """The admission, reporting the tightest of the buckets as they were written."""
         now = self.clock()
-        states = [stored.state for _, stored in taken]
+        levels = [self._visible(bucket, stored, now) for bucket, stored in taken]
         return Admission(
             allowed=True,
-            remaining_requests=min(_remaining(s.requests) for s in states),
-            remaining_tokens=min(_remaining(s.tokens) for s in states),
+            remaining_requests=min(_remaining(requests) for requests, _ in levels),
+            remaining_tokens=min(_remaining(tokens) for _, tokens in levels),
             reset_seconds=max(full_in(s.state, b.limit, now) for b, s in taken),
             retry_after_seconds=None,
             reservation=TokenReservation(tuple(b for b, _ in taken), cost.tokens),
         )
+
+    def _visible(self, bucket: Bucket, stored: Stored, now: float) -> tuple[float, float]:
+        """(requests, tokens) this instance can see: the stored levels as written (refilled,
+        with slices: they were read earlier) plus its own slice."""
+        held = self._slices.get(bucket.id)
+        if held is None:
+            return stored.state.requests, stored.state.tokens
+        level = refill(stored.state, bucket.limit, now)
+        return level.requests + max(0.0, held.requests), level.tokens + max(0.0, held.tokens)
 
     def _refused(self, bucket: Bucket, stored: Stored, cost: Cost, outcome: Outcome) -> Admission:
         """The refusal by `bucket`, as last read; nothing stays reserved."""

@@ -10,12 +10,19 @@ beyond the estimate after the fact, and that debt is repaid by refill before the
 Times are wall-clock epoch seconds because instances compare them. When this instance's clock is
 behind the stored `at`, elapsed time counts as zero and `at` never moves back, so clock skew can
 only delay refill by the skew, never refill twice.
+
+Leases (see shared/resilience/ratelimit.py, "slices"): an instance may take several requests'
+worth at once and admit locally from it. The item then records that holder's lease (what it
+holds in all, and until when), and refill stops at capacity minus the live leases, so
+level + live leases never exceeds capacity: a lease is tokens taken early, never extra tokens.
+An expired lease stops counting (its holder stops using it before then).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 SECONDS_PER_MINUTE = 60.0
@@ -59,37 +66,77 @@ class Cost:
 
 
 @dataclass(frozen=True)
+class Lease:
+    """What one holder (an instance) took early and may admit from until `expires`."""
+
+    requests: float
+    tokens: float
+    expires: float
+
+
+@dataclass(frozen=True)
 class BucketState:
-    """The stored levels of one bucket item as of `at` (epoch seconds)."""
+    """The stored levels of one bucket item as of `at` (epoch seconds), and its leases."""
 
     id: str
     requests: float
     tokens: float
     at: float
+    leases: Mapping[str, Lease] = field(default_factory=dict)  # holder -> lease
 
     @classmethod
     def full(cls, bucket_id: str, limit: Limit, now: float) -> BucketState:
         """A bucket nobody has used yet (what a missing item means)."""
         return cls(bucket_id, float(limit.rpm), float(limit.tpm), now)
 
+    def live(self, now: float) -> dict[str, Lease]:
+        """The leases that have not expired at `now`."""
+        return {holder: lease for holder, lease in self.leases.items() if lease.expires > now}
+
     def to_item(self) -> dict[str, Any]:
-        """The Cosmos item (id is the partition key)."""
-        return {"id": self.id, "requests": self.requests, "tokens": self.tokens, "at": self.at}
+        """The Cosmos item (id is the partition key); `leases` only when there are some."""
+        item: dict[str, Any] = {
+            "id": self.id, "requests": self.requests, "tokens": self.tokens, "at": self.at
+        }  # fmt: skip
+        if self.leases:
+            item["leases"] = {
+                holder: {"requests": each.requests, "tokens": each.tokens, "expires": each.expires}
+                for holder, each in self.leases.items()
+            }
+        return item
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> BucketState:
         """Read back what `to_item` wrote, ignoring Cosmos system fields."""
-        return cls(item["id"], float(item["requests"]), float(item["tokens"]), float(item["at"]))
+        leases = {
+            holder: Lease(float(raw["requests"]), float(raw["tokens"]), float(raw["expires"]))
+            for holder, raw in (item.get("leases") or {}).items()
+        }
+        return cls(
+            item["id"], float(item["requests"]), float(item["tokens"]), float(item["at"]), leases
+        )
+
+
+def _leased(leases: Mapping[str, Lease]) -> tuple[float, float]:
+    """Requests and tokens held by `leases` (a token debt holds nothing)."""
+    requests = sum(lease.requests for lease in leases.values())
+    return requests, sum(max(0.0, lease.tokens) for lease in leases.values())
 
 
 def refill(state: BucketState, limit: Limit, now: float) -> BucketState:
-    """The levels at `now`: grown by the elapsed time, capped at capacity."""
+    """The levels at `now`: grown by the elapsed time, capped at capacity minus live leases
+    (expired leases are dropped)."""
     elapsed = max(0.0, now - state.at)
+    live = state.live(now) if state.leases else {}
+    leased_requests, leased_tokens = _leased(live)
     return replace(
         state,
-        requests=min(float(limit.rpm), state.requests + elapsed * limit.requests_per_second),
-        tokens=min(float(limit.tpm), state.tokens + elapsed * limit.tokens_per_second),
+        requests=min(
+            limit.rpm - leased_requests, state.requests + elapsed * limit.requests_per_second
+        ),
+        tokens=min(limit.tpm - leased_tokens, state.tokens + elapsed * limit.tokens_per_second),
         at=max(state.at, now),
+        leases=live if len(live) != len(state.leases) else state.leases,
     )
 
 
@@ -118,13 +165,71 @@ def take(state: BucketState, limit: Limit, cost: Cost, now: float) -> BucketStat
 def adjust(
     state: BucketState, limit: Limit, requests: float, tokens: float, now: float
 ) -> BucketState:
-    """The bucket with levels moved by (+give back / -charge), capped at capacity, never refused."""
+    """The bucket with levels moved by (+give back / -charge), capped at capacity (minus live
+    leases), never refused."""
     level = refill(state, limit, now)
+    leased_requests, leased_tokens = _leased(level.leases)
     return replace(
         level,
-        requests=min(float(limit.rpm), level.requests + requests),
-        tokens=min(float(limit.tpm), level.tokens + tokens),
+        requests=min(limit.rpm - leased_requests, level.requests + requests),
+        tokens=min(limit.tpm - leased_tokens, level.tokens + tokens),
     )
+
+
+def leasing(
+    limit: Limit,
+    holder: str,
+    held: tuple[float, float],
+    cost: Cost,
+    want: Cost,
+    expires: float,
+) -> Callable[[BucketState, float], BucketState | None]:
+    """A transition renewing `holder`'s lease until `expires` so that it covers `cost`.
+
+    `held` is what the holder still has of its lease (requests, tokens; tokens may be a debt).
+    It stays the holder's only while its lease is live in the item; an expired lease's rest is
+    forfeit, a debt never is. The grant taken from the level tops `held` up to `want` (or to
+    what the level has), and at least to `cost`; None (write nothing) when it cannot.
+    """
+
+    def apply(current: BucketState, now: float) -> BucketState | None:
+        level = refill(current, limit, now)
+        mine = holder in level.leases
+        held_requests = held[0] if mine else 0.0
+        held_tokens = held[1] if mine else min(0.0, held[1])
+        need_requests = cost.requests - held_requests
+        need_tokens = cost.tokens - held_tokens
+        if level.requests < need_requests or level.tokens < need_tokens:
+            return None
+        grant_requests = max(need_requests, min(want.requests - held_requests, level.requests))
+        grant_tokens = max(need_tokens, min(want.tokens - held_tokens, level.tokens))
+        grant_requests, grant_tokens = max(0.0, grant_requests), max(0.0, grant_tokens)
+        lease = Lease(held_requests + grant_requests, held_tokens + grant_tokens, expires)
+        return replace(
+            level,
+            requests=level.requests - grant_requests,
+            tokens=level.tokens - grant_tokens,
+            leases={**level.leases, holder: lease},
+        )
+
+    return apply
+
+
+def returning(holder: str, held: tuple[float, float], limit: Limit) -> Callable[
+    [BucketState, float], BucketState
+]:  # fmt: skip
+    """A transition ending `holder`'s lease: its unused rest goes back to the level (a debt is
+    charged). When the lease already expired, only a debt is charged."""
+
+    def apply(current: BucketState, now: float) -> BucketState:
+        level = refill(current, limit, now)
+        mine = holder in level.leases
+        requests = held[0] if mine else 0.0
+        tokens = held[1] if mine else min(0.0, held[1])
+        rest = {name: lease for name, lease in level.leases.items() if name != holder}
+        return adjust(replace(level, leases=rest), limit, requests, tokens, now)
+
+    return apply
 
 
 def wait_seconds(state: BucketState, limit: Limit, cost: Cost, now: float) -> float:

@@ -156,6 +156,7 @@ def test_secret_names_are_the_credentials() -> None:
     assert {s.env for s in SETTINGS if s.secret} == {
         "AzureWebJobsStorage",
         "COSMOS_KEY",
+        "COSMOS_PROXY",  # a proxy URL may carry user:password
         "APPLICATIONINSIGHTS_CONNECTION_STRING",
         "DOCUMENT_INTELLIGENCE_KEY",
         "VISION_KEY",
