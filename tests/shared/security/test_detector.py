@@ -187,6 +187,7 @@ async def test_flagged_document_is_audited_once_per_version() -> None:
             self.records.append({"action": action, **fields})
 
     log = Log()
+
     @dataclass(frozen=True)
     class Job:  # the fields of shared.ingestion.contract.Job the audit uses
         tenant: str = "contoso"
