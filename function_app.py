@@ -41,7 +41,7 @@ from shared.chat.responses import (
     tier_of_model,
 )
 from shared.config import get_settings
-from shared.documents.lifecycle import parse_upload
+from shared.documents.lifecycle import AclChange, DocumentWriteDenied, parse_upload
 from shared.errors import InvalidRequest
 from shared.health import check_dependencies
 from shared.http import Api, json_response
@@ -115,14 +115,22 @@ async def health(req: Request) -> Response:
 
 @api.route("documents", ["POST"], "documents:write")
 async def upload_document(req: Request, principal: Principal) -> Response:
-    """Stores a document in the uploads container; its blob trigger starts ingestion."""
+    """Stores a document in the uploads container; its blob trigger starts ingestion. An
+    existing name is updated only by someone who may write that document (else 403)."""
     services = await get_services()
     library = services.documents
     content_type = req.headers.get("content-type", "")
     upload = parse_upload(
         content_type, await req.body(), req.query_params, library.max_upload_bytes
     )
-    record = await library.store_upload(principal, upload)
+    try:
+        record = await library.store_upload(principal, upload)
+    except DocumentWriteDenied:
+        await services.audit_log.record(
+            "permission_denied", actor=principal.user_id, tenant=principal.tenant,
+            outcome="denied", target=upload.name, reason="upload over a document not writable",
+        )  # fmt: skip
+        raise
     await services.audit_log.record(
         "upload", actor=principal.user_id, tenant=principal.tenant, outcome="success",
         target=record.id, reason=record.name,
@@ -175,6 +183,20 @@ async def delete_document(
         target=record.id, reason=record.name,
     )  # fmt: skip
     return json_response({"id": record.id, "state": "deleted", "removed": removed})
+
+
+@api.route("documents/{id}/acl", ["PUT"], "documents:write")
+async def change_document_acl(req: Request, principal: Principal) -> Response:
+    """Sets who may read (and write) a document: its blob, record and chunks, at once."""
+    services = await get_services()
+    change = parse_model(AclChange, await req.body(), req.headers.get("content-type"))
+    acl = change.acl()
+    record, chunks = await services.documents.change_acl(principal, req.path_params["id"], acl)
+    await services.audit_log.record(
+        "acl_change", actor=principal.user_id, tenant=principal.tenant, outcome="success",
+        target=record.id, reason=acl.as_metadata() or "tenant-wide",
+    )  # fmt: skip
+    return json_response({**record.public(), "chunks_changed": chunks})
 
 
 # Chat ------------------------------------------------------------------------------------------
@@ -263,14 +285,15 @@ async def usage(req: Request, principal: Principal) -> Response:
 
 @api.route("cache/stats", ["GET"], "cache:admin")
 async def cache_stats(req: Request, principal: Principal) -> Response:
-    """Hits, misses, hit rate, size and evictions, per partition and overall."""
+    """The caller's tenant's hits, misses, hit rate, size and evictions, per partition and
+    overall (no other tenant's partitions)."""
     cache = (await get_services()).semantic_cache
-    return json_response(await cache.stats() if cache else {"enabled": False})
+    return json_response(await cache.stats(principal.tenant) if cache else {"enabled": False})
 
 
 @api.route("cache", ["DELETE"], "cache:admin")
 async def clear_cache(req: Request, principal: Principal) -> Response:
-    """Empties the semantic cache, optionally for one tenant (`?tenant=`)."""
+    """Empties the caller's tenant's semantic cache (never another tenant's)."""
     services = await get_services()
     cache = services.semantic_cache
     await services.write_behind.flush()  # stores still under way would survive the clear

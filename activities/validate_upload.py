@@ -1,4 +1,9 @@
-"""`validate_upload`: type by magic bytes, limits, hash; then accept, reject or skip it."""
+"""`validate_upload`: type by magic bytes, limits, hash; then accept, reject or skip it.
+
+The blob's tenant folder is its tenant (`{tenant}/{name}`, shared.documents.names): the
+document id is derived from tenant and name, so one tenant's blob can never replace another
+tenant's document.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,8 @@ from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 from activities.context import IngestionContext
 from shared.documents import records
 from shared.documents.detect import PAGED_TYPES
-from shared.documents.index import remove_document_index
+from shared.documents.index import set_chunk_acl
+from shared.documents.names import split_blob_path
 from shared.documents.records import Acl, DocumentRecord
 from shared.documents.validation import DocumentRejected, validate
 from shared.ingestion.contract import Checked, Failure, Job, Upload
@@ -36,23 +42,33 @@ async def _download(context: IngestionContext, upload: Upload) -> bytes | str | 
 
 
 async def _record_for(
-    context: IngestionContext, upload: Upload, tenant: str, acl: Acl
+    context: IngestionContext, upload: Upload, tenant: str, name: str, acl: Acl
 ) -> DocumentRecord:
-    """The document's record, moved to `tenant` if its tenant changed between versions."""
-    store = context.store
-    doc_id = records.document_id(upload.container, upload.name)
-    existing = await records.find_record(store, doc_id)
-    if existing and existing.tenant != tenant:
-        await remove_document_index(store, context.figures, existing.tenant, doc_id)
-        await store.delete(records.DOCUMENTS, doc_id, existing.tenant)
-        existing = None
-    record = existing or DocumentRecord(
-        id=doc_id, tenant=tenant, name=upload.name, container=upload.container
+    """The document's record in `tenant` (a fresh one when there is none or it was deleted:
+    a new document inherits nothing from a deleted one of the same name)."""
+    doc_id = records.document_id(tenant, upload.container, name)
+    existing = await records.read_record(context.store, tenant, doc_id)
+    if existing is None or existing.state == "deleted":
+        existing = DocumentRecord(
+            id=doc_id, tenant=tenant, name=name, container=upload.container, blob=upload.name
+        )
+    existing.acl = acl.as_item()
+    existing.instance_id = upload.instance_id
+    existing.etag = upload.etag
+    return existing
+
+
+async def _unowned(context: IngestionContext, upload: Upload) -> Checked:
+    """A blob outside any tenant folder belongs to no tenant: kept, tagged, never indexed."""
+    reason = (
+        f"{upload.name!r} is not in a tenant folder: drop files as <tenant>/<name> "
+        "(the API does this for you)"
     )
-    record.acl = acl.as_item()
-    record.instance_id = upload.instance_id
-    record.etag = upload.etag
-    return record
+    await context.tag(
+        upload.container, upload.name,
+        {"docgate-status": "failed", "docgate-reason": "no_tenant_folder"},
+    )  # fmt: skip
+    return Checked("rejected", failed=Failure("no_tenant_folder", reason))
 
 
 async def _reject(
@@ -69,18 +85,25 @@ async def _reject(
 
 async def validate_upload(upload: Upload, context: IngestionContext) -> Checked:
     """Checks one blob version and records the document; returns the job when accepted."""
+    located = split_blob_path(upload.name)
+    if located is None:
+        return await _unowned(context, upload)
+    tenant, name = located
     content = await _download(context, upload)
     if isinstance(content, str):
-        return Checked(content, records.document_id(upload.container, upload.name))  # type: ignore[arg-type]
-    tenant = upload.metadata.get("tenant") or records.DEFAULT_TENANT
+        return Checked(content, records.document_id(tenant, upload.container, name))  # type: ignore[arg-type]
     try:
         acl = Acl.parse(upload.metadata.get("acl"))
         acl_error = None
     except ValueError as error:
         acl, acl_error = Acl(), str(error)
-    record = await _record_for(context, upload, tenant, acl)
+    record = await _record_for(context, upload, tenant, name, acl)
     if acl_error:
         return await _reject(context, record, upload, "invalid_acl", acl_error)
+    claimed = upload.metadata.get("tenant")
+    if claimed is not None and claimed != tenant:
+        reason = f"the blob is in tenant {tenant!r}'s folder but its metadata names {claimed!r}"
+        return await _reject(context, record, upload, "tenant_mismatch", reason)
     limits = context.limits
     if isinstance(content, _Oversized):
         size, limit = int(content), limits.max_bytes
@@ -97,6 +120,9 @@ async def validate_upload(upload: Upload, context: IngestionContext) -> Checked:
     ):
         record.state, record.step, record.percent, record.error = "succeeded", "done", 100, None
         await records.save_record(context.store, record)
+        # Same content, maybe a new ACL (metadata changed): the chunks follow the blob's ACL.
+        if await set_chunk_acl(context.store, tenant, record.id, record.acl) and context.answers:
+            await context.answers.invalidate_documents([record.id], tenant)
         return Checked("unchanged", record.id)
     record.state, record.step, record.percent, record.error = "running", "validate", 5, None
     record.sha256, record.size = checked.sha256, checked.size

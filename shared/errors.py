@@ -33,3 +33,8 @@ class PayloadTooLarge(CallerError):
 
 class NotFound(CallerError):
     """What the request names does not exist (or the caller may not know that it does)."""
+
+
+class Conflict(CallerError):
+    """The request conflicts with the current state of what it names (retry, or do it another
+    way: `detail` says which)."""

@@ -16,6 +16,7 @@ from typing import Any
 
 from shared.errors import (
     CallerError,
+    Conflict,
     InvalidRequest,
     NotFound,
     PayloadTooLarge,
@@ -161,6 +162,7 @@ TABLE: tuple[tuple[type[BaseException], Kind], ...] = (
     (UnsupportedMediaType, Kind(415)),
     (PayloadTooLarge, Kind(413)),
     (NotFound, Kind(404)),
+    (Conflict, Kind(409)),
     (InvalidRequest, Kind(400)),
     (CallerError, Kind(400)),
 )

@@ -90,7 +90,7 @@ def test_upload_starts_an_ingest_orchestration_visible_through_the_durable_api(
 ) -> None:
     content = (b"Quarterly numbers are up across every region. " * 40).strip()
     blobs = BlobServiceClient.from_connection_string(emulators.azurite_connection_string)
-    blobs.get_blob_client(unique_name, "reports/q3.txt").upload_blob(
+    blobs.get_blob_client(unique_name, "contoso/reports/q3.txt").upload_blob(
         content, metadata={"tenant": "contoso"}
     )
 

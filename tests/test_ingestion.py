@@ -10,9 +10,11 @@ from typing import Any
 import pytest
 from azure.core.exceptions import ResourceNotFoundError
 from azure.cosmos import CosmosClient
-from azure.storage.blob import BlobServiceClient
+from azure.storage.blob import BlobClient, BlobServiceClient
 
 from devhost.testing import HostProcess
+from shared.documents.names import blob_path
+from shared.documents.records import document_id
 from tests.apphost import app_environment, request, start_app, wait_until
 from tests.conftest import EmulatorEndpoints
 from tests.fixtures import bad_documents, documents
@@ -34,15 +36,19 @@ class Deployment:
         )  # fmt: skip
         self.database = cosmos.get_database_client(name)
 
+    def blob(self, name: str, tenant: str = "contoso") -> BlobClient:
+        """The blob of `tenant`'s document `name` (in the tenant's folder)."""
+        return self.blobs.get_blob_client(self.name, blob_path(tenant, name))
+
     def upload(self, name: str, content: bytes, tenant: str = "contoso", **metadata: str) -> str:
-        """Drops a file into the uploads container, as a team would; returns the document id."""
-        blob = self.blobs.get_blob_client(self.name, name)
-        blob.upload_blob(content, overwrite=True, metadata={"tenant": tenant, **metadata})
+        """Drops a file into the tenant's folder of the uploads container, as a team would;
+        returns the document id."""
+        self.blob(name, tenant).upload_blob(
+            content, overwrite=True, metadata={"tenant": tenant, **metadata}
+        )
         status, _, body = request(self.host, "GET", "/api/documents", tenant=tenant)
         assert status == 200, body
-        from shared.documents.records import document_id
-
-        return document_id(self.name, name)
+        return document_id(tenant, self.name, name)
 
     def status(self, doc_id: str, tenant: str = "contoso") -> dict[str, Any]:
         """GET /api/documents/{id}."""
@@ -79,9 +85,9 @@ class Deployment:
         )
         return items[0] if items else None
 
-    def blob_tags(self, name: str) -> dict[str, str]:
+    def blob_tags(self, name: str, tenant: str = "contoso") -> dict[str, str]:
         """The blob's index tags."""
-        return self.blobs.get_blob_client(self.name, name).get_blob_tags()
+        return self.blob(name, tenant).get_blob_tags()
 
 
 def deploy(tmp_path: Path, emulators: EmulatorEndpoints, **overrides: str) -> Iterator[Deployment]:
@@ -137,7 +143,7 @@ def test_bad_file_ends_failed_with_its_reason_and_is_kept(
     assert status["state"] == "failed", status
     assert status["error"]["code"] == code, status["error"]
     assert status["error"]["reason"]
-    blob = app.blobs.get_blob_client(app.name, f"bad/{code}/{name}")
+    blob = app.blob(f"bad/{code}/{name}")
     assert blob.download_blob().readall() == content  # never lost
     assert app.blob_tags(f"bad/{code}/{name}")["docgate-status"] == "failed"
     assert app.chunks(doc_id) == []
@@ -252,14 +258,14 @@ def test_delete_removes_everything(app: Deployment) -> None:
     cache = app.database.get_container_client("figures")
     assert not [item for item in cache.read_all_items() if item["id"] in figures]
     with pytest.raises(ResourceNotFoundError):
-        app.blobs.get_blob_client(app.name, "delete/figure.pdf").get_blob_properties()
+        app.blob("delete/figure.pdf").get_blob_properties()
     assert app.status(doc_id)["http"] == 404
 
 
 def test_a_blob_deleted_outside_the_api_loses_its_chunks(app: Deployment) -> None:
     doc_id = app.upload("outside/notes.md", documents.markdown_text())
     assert app.wait_done(doc_id)["state"] == "succeeded"
-    app.blobs.get_blob_client(app.name, "outside/notes.md").delete_blob()
+    app.blob("outside/notes.md").delete_blob()
     wait_until(lambda: not app.chunks(doc_id), timeout=30, host=app.host)
     assert app.manifest(doc_id) is None
 

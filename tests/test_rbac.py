@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import urllib.request
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -35,6 +36,13 @@ ROUTES = [
     ("list_documents", "GET", "/api/documents", None, "documents:read"),
     ("get_document", "GET", "/api/documents/unknown-id", None, "documents:read"),
     ("delete_document", "DELETE", "/api/documents/unknown-id", None, "documents:write"),
+    (
+        "change_document_acl",
+        "PUT",
+        "/api/documents/unknown-id/acl",
+        b'{"groups": ["finance"]}',
+        "documents:write",
+    ),
     ("chat", "POST", "/api/chat", CHAT_BODY, "chat:execute"),
     ("chat_completions", "POST", "/api/v1/chat/completions", CHAT_BODY, "chat:execute"),
     ("list_models", "GET", "/api/v1/models", None, "chat:execute"),
@@ -47,7 +55,7 @@ ROUTES = [
 
 
 def call(host: HostProcess, method: str, path: str, body: bytes | None, key: str | None) -> int:
-    headers = {"content-type": "application/json" if body == CHAT_BODY else "text/plain"}
+    headers = {"content-type": "application/json" if body and body[:1] == b"{" else "text/plain"}
     if key:
         headers["Authorization"] = f"Bearer {key}"
     req = urllib.request.Request(
@@ -70,7 +78,7 @@ def host(
         for role, key in ROLE_KEYS.items()
     ]
     environment = app_environment(
-        emulators, f"t-rbac-{folder.name[-8:]}", DOCGATE_API_KEYS=json.dumps(keys)
+        emulators, f"t-rbac-{uuid.uuid4().hex[:12]}", DOCGATE_API_KEYS=json.dumps(keys)
     )
     running = start_app(folder, environment)
     try:

@@ -3,8 +3,12 @@ every endpoint (the OpenAI-compatible one included), injection blocking and the 
 
 from __future__ import annotations
 
+import hashlib
 import json
+import time
+import urllib.parse
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -35,6 +39,7 @@ class Secured:
             "alice": mint("alice", "contoso", ["user"], ["finance"], "api://docgate-dev"),
             "bob": mint("bob", "contoso", ["user"], [], "api://docgate-dev"),
             "dana": mint("dana", "contoso", ["developer"], ["finance"], "api://docgate-dev"),
+            "erin": mint("erin", "contoso", ["developer"], [], "api://docgate-dev"),
             "carol": mint("carol", "fabrikam", ["admin"], ["finance"], "api://docgate-dev"),
             "root": mint("root", "contoso", ["admin"], [], "api://docgate-dev"),
         }
@@ -77,7 +82,7 @@ def secured(
     base = f"http://127.0.0.1:{port}"
     environment = app_environment(
         emulators,
-        f"t-sec-{folder.name[-8:]}",
+        f"t-sec-{uuid.uuid4().hex[:12]}",  # a database of its own, even on a reused emulator
         AUTH_CLIENT_ID="docgate-dev",
         AUTH_AUTHORITY=f"{base}/runtime/dev-issuer",
         AUTH_DEV_ISSUER="true",
@@ -196,3 +201,140 @@ def test_prompt_injection_is_blocked_and_audited_while_business_questions_pass(
         secured.ids["public/report.pdf"],
     }
     assert secured.call("bob", "GET", "/api/audit")[0] == 403
+
+
+# Document identity and write rules (issue 9, findings 1-3) -------------------------------------
+
+BLUEBIRD = b"Contoso facilities note.\n\nThe Bluebird cafeteria opens at seven in the morning.\n"
+KESTREL = (
+    b"Finance plan.\n\nThe Project Kestrel launch budget is 2.4 million euros, approved by the "
+    b"finance committee in May.\n"
+)
+
+
+def upload(secured: Secured, who: str, name: str, content: bytes, acl: str | None = None):
+    query = urllib.parse.urlencode({"name": name, **({"acl": acl} if acl is not None else {})})
+    return secured.call(who, "POST", f"/api/documents?{query}", content)
+
+
+def settled(secured: Secured, who: str, doc_id: str, sha256: str | None = None) -> dict[str, Any]:
+    """The document once ingestion finished (of the version with `sha256`, when given)."""
+
+    def done() -> dict[str, Any] | None:
+        status, _, body = secured.call(who, "GET", f"/api/documents/{doc_id}")
+        assert status == 200, body
+        finished = body["state"] in ("succeeded", "failed")
+        return body if finished and sha256 in (None, body["sha256"]) else None
+
+    return wait_until(done, timeout=120, host=secured.app.host)
+
+
+def cites(secured: Secured, who: str, question: str, doc_id: str) -> dict[str, Any]:
+    """The answer once it cites `doc_id` (retrieval's index refreshes every few seconds)."""
+
+    def answer() -> dict[str, Any] | None:
+        body = secured.ask(who, question)
+        return body if doc_id in {c["document_id"] for c in body["citations"]} else None
+
+    return wait_until(answer, timeout=30, interval=1.0, host=secured.app.host)
+
+
+def test_the_same_name_in_another_tenant_is_another_document(secured: Secured) -> None:
+    status, _, ours = upload(secured, "dana", "identity/notes.txt", BLUEBIRD)
+    assert status == 202, ours
+    settled(secured, "dana", ours["id"], hashlib.sha256(BLUEBIRD).hexdigest())
+    status, _, theirs = upload(secured, "carol", "identity/notes.txt", b"Fabrikam's own notes.")
+    assert status == 202, theirs
+    assert theirs["id"] != ours["id"]
+    settled(secured, "carol", theirs["id"], hashlib.sha256(b"Fabrikam's own notes.").hexdigest())
+    mine = settled(secured, "dana", ours["id"])
+    assert mine["state"] == "succeeded" and mine["sha256"] == hashlib.sha256(BLUEBIRD).hexdigest()
+    listed = {d["id"] for d in secured.call("alice", "GET", "/api/documents")[2]["documents"]}
+    assert ours["id"] in listed and theirs["id"] not in listed
+    answer = cites(secured, "alice", "When does the Bluebird cafeteria open?", ours["id"])
+    assert "seven" in answer["answer"]
+
+
+def test_an_outsider_cannot_overwrite_a_restricted_document_nor_learn_about_it(
+    secured: Secured,
+) -> None:
+    status, _, plan = upload(secured, "dana", "identity/plan.txt", KESTREL, "group:finance")
+    assert status == 202, plan
+    before = settled(secured, "dana", plan["id"], hashlib.sha256(KESTREL).hexdigest())
+    status, headers, problem = upload(secured, "erin", "identity/plan.txt", b"Erin's plan.")
+    assert status == 403, problem
+    assert headers["Content-Type"].startswith("application/problem+json")
+    revealed = json.dumps(problem)
+    for secret in (plan["id"], before["sha256"], str(before["size"]), "finance"):
+        assert secret not in revealed
+    # Nothing changed for the group, and the outsider still cannot see it.
+    after = secured.call("dana", "GET", f"/api/documents/{plan['id']}")[2]
+    assert (after["sha256"], after["acl"], after["etag"]) == (
+        before["sha256"], before["acl"], before["etag"],
+    )  # fmt: skip
+    assert secured.call("erin", "GET", f"/api/documents/{plan['id']}")[0] == 404
+    erin = {d["id"] for d in secured.call("erin", "GET", "/api/documents")[2]["documents"]}
+    assert plan["id"] not in erin
+    assert (
+        "Kestrel" not in secured.ask("bob", "What is the Project Kestrel launch budget?")["answer"]
+    )
+    denied = secured.call("root", "GET", "/api/audit?action=permission_denied&actor=erin")[2]
+    assert any(r["target"] == "identity/plan.txt" for r in denied["records"])
+
+
+def test_a_writer_updates_content_and_the_acl_changes_only_explicitly(secured: Secured) -> None:
+    status, _, doc = upload(secured, "dana", "identity/budget.txt", KESTREL, "group:finance")
+    assert status == 202, doc
+    settled(secured, "dana", doc["id"], hashlib.sha256(KESTREL).hexdigest())
+    # An upload that would change the ACL is refused; the ACL route is named.
+    status, _, problem = upload(secured, "dana", "identity/budget.txt", KESTREL + b"v2", "")
+    assert status == 409 and f"/api/documents/{doc['id']}/acl" in problem["detail"], problem
+    # An update without an ACL keeps the document's ACL.
+    updated = KESTREL + b"\nThe budget was confirmed in June.\n"
+    status, _, again = upload(secured, "dana", "identity/budget.txt", updated)
+    assert status == 202 and again["id"] == doc["id"], again
+    body = settled(secured, "dana", doc["id"], hashlib.sha256(updated).hexdigest())
+    assert body["acl"] == {"users": [], "groups": ["finance"], "tenant_wide": False}
+    assert secured.call("bob", "GET", f"/api/documents/{doc['id']}")[0] == 404
+    # The explicit change: record, chunks and the blob (re-ingestion keeps it).
+    path = f"/api/documents/{doc['id']}/acl"
+    assert secured.call("alice", "PUT", path, {"users": ["bob"]})[0] == 403  # not a writer
+    assert secured.call("erin", "PUT", path, {"users": ["erin"]})[0] == 404  # may not read it
+    assert secured.call("dana", "PUT", path, {"users": "bob"})[0] == 400
+    wanted = {"users": ["bob"], "groups": ["finance"]}
+    status, _, changed = secured.call("dana", "PUT", path, wanted)
+    assert status == 200 and changed["chunks_changed"] >= 1, changed
+    assert changed["acl"] == {"users": ["bob"], "groups": ["finance"], "tenant_wide": False}
+    time.sleep(2)  # the metadata change is a new blob version: its no-op ingestion keeps the ACL
+    assert settled(secured, "bob", doc["id"])["acl"] == changed["acl"]
+    cites(secured, "bob", "When was the Project Kestrel launch budget confirmed?", doc["id"])
+    audit = secured.call("root", "GET", "/api/audit?action=acl_change&actor=dana")[2]
+    assert any(r["target"] == doc["id"] for r in audit["records"])
+
+
+def test_a_deleted_restricted_document_leaves_nothing_to_its_names_next_owner(
+    secured: Secured,
+) -> None:
+    status, _, old = upload(secured, "dana", "identity/old.txt", KESTREL, "group:finance")
+    assert status == 202, old
+    settled(secured, "dana", old["id"], hashlib.sha256(KESTREL).hexdigest())
+    assert secured.call("dana", "DELETE", f"/api/documents/{old['id']}")[0] == 200
+    status, _, new = upload(secured, "erin", "identity/old.txt", b"Erin's own text.")
+    assert status == 202 and new["id"] == old["id"], new  # same tenant and name, same id
+    seen = secured.call("erin", "GET", f"/api/documents/{new['id']}")[2]
+    assert seen["sha256"] in (None, hashlib.sha256(b"Erin's own text.").hexdigest())
+    assert seen["acl"]["tenant_wide"] is True
+    assert seen["counts"] in ({}, settled(secured, "erin", new["id"])["counts"])
+    final = settled(secured, "erin", new["id"], hashlib.sha256(b"Erin's own text.").hexdigest())
+    assert final["size"] == len(b"Erin's own text.")
+
+
+def test_cache_stats_show_only_the_callers_tenant(secured: Secured) -> None:
+    secured.ask("alice", "What is the confidential acquisition target and its codename?")
+    secured.ask("carol", "What is the confidential acquisition target and its codename?")
+    status, _, stats = secured.call("carol", "GET", "/api/cache/stats")
+    assert status == 200 and stats["partitions"], stats
+    assert {p["tenant"] for p in stats["partitions"].values()} == {"fabrikam"}
+    ours = secured.call("root", "GET", "/api/cache/stats")[2]
+    assert {p["tenant"] for p in ours["partitions"].values()} == {"contoso"}
+    assert not set(ours["partitions"]) & set(stats["partitions"])

@@ -83,6 +83,7 @@ class SemanticCache:
         self._hits = HitBuffer()
         self._flushed_at = monotonic()
         self._stats: dict[str, PartitionStats] = {}
+        self._tenant_of: dict[str, str] = {}  # partition -> tenant, for tenant-scoped stats
         self._vectors: OrderedDict[str, list[float]] = OrderedDict()
 
     async def ensure_container(self) -> None:
@@ -138,7 +139,7 @@ class SemanticCache:
         hit = await self._exact(scope, question, trace_id)
         if hit is None:
             hit = await self._semantic(scope, question, vector, trace_id)
-        self._count_lookup(scope.partition, hit)
+        self._count_lookup(scope, hit)
         await self._flush_if_due()
         return hit
 
@@ -161,7 +162,7 @@ class SemanticCache:
         )
         for candidate in candidates:
             if self.options.guards and guard_reason(question, candidate.question) is not None:
-                self._stats_of(scope.partition).guard_rejections += 1
+                self._stats_of(scope.partition, scope.tenant).guard_rejections += 1
                 continue
             item = await self._read_fresh(scope.partition, candidate.entry_id)
             if item is not None:
@@ -226,13 +227,14 @@ class SemanticCache:
         )  # fmt: skip
         stored = await self._store.upsert(CONTAINER, item)
         self._l1.apply(scope.partition, [stored])
-        self._stats_of(scope.partition).stores += 1
-        await self._enforce_limit(scope.partition, item["id"])
+        self._stats_of(scope.partition, scope.tenant).stores += 1
+        await self._enforce_limit(scope, item["id"])
         await self._flush_if_due()
         return True
 
-    async def _enforce_limit(self, partition: str, stored_id: str) -> None:
+    async def _enforce_limit(self, scope: CacheScope, stored_id: str) -> None:
         """Evict by policy when the partition holds more than max_entries_per_partition."""
+        partition = scope.partition
         counted = await self._store.query_partition(CONTAINER, partition, select="VALUE COUNT(1)")
         if not counted or counted[0] <= self.options.max_entries_per_partition:
             return
@@ -243,7 +245,7 @@ class SemanticCache:
             protect=stored_id,
         )  # fmt: skip
         deleted = await self._delete_many([(partition, victim) for victim in victims])
-        self._stats_of(partition).evictions += deleted
+        self._stats_of(partition, scope.tenant).evictions += deleted
 
     # Invalidation and admin -------------------------------------------------------------------
 
@@ -260,12 +262,12 @@ class SemanticCache:
             where += " AND c.tenant = @tenant"
             parameters["@tenant"] = tenant
         rows = await self._store.query(
-            CONTAINER, f"SELECT c.id, c.partition FROM c WHERE {where}", parameters
+            CONTAINER, f"SELECT c.id, c.partition, c.tenant FROM c WHERE {where}", parameters
         )
         targets = [(row["partition"], row["id"]) for row in rows]
         await self._delete_many(targets)
-        for partition, _ in targets:
-            self._stats_of(partition).invalidations += 1
+        for row in rows:
+            self._stats_of(row["partition"], row.get("tenant", "")).invalidations += 1
         return len(targets)
 
     async def clear(self, tenant: str | None = None) -> int:
@@ -281,10 +283,13 @@ class SemanticCache:
         self._l1.forget({partition for partition, _ in targets} if tenant is not None else None)
         return deleted
 
-    async def stats(self) -> dict[str, Any]:
-        """Per-partition and overall counters (this instance) with sizes from Cosmos (global)."""
+    async def stats(self, tenant: str) -> dict[str, Any]:
+        """`tenant`'s per-partition and overall counters (this instance) with sizes from Cosmos
+        (global). Another tenant's partitions are not counted, named or sized."""
         rows = await self._store.query(
-            CONTAINER, "SELECT c.partition, c.tenant, c.hits, c.expires_at FROM c"
+            CONTAINER,
+            "SELECT c.partition, c.tenant, c.hits, c.expires_at FROM c WHERE c.tenant = @tenant",
+            {"@tenant": tenant},
         )
         now = self._clock()
         sizes: dict[str, int] = {}
@@ -297,17 +302,23 @@ class SemanticCache:
                     row.get("hits") or 0
                 )
             tenants[row["partition"]] = row.get("tenant", "")
-        return _stats_report(self._stats, sizes, tenants, stored_hits)
+        counters = {
+            partition: stats
+            for partition, stats in self._stats.items()
+            if self._tenant_of.get(partition) == tenant
+        }
+        return _stats_report(counters, sizes, tenants, stored_hits)
 
     # Plumbing ---------------------------------------------------------------------------------
 
-    def _stats_of(self, partition: str) -> PartitionStats:
-        """This instance's counters for `partition`."""
+    def _stats_of(self, partition: str, tenant: str) -> PartitionStats:
+        """This instance's counters for `partition` (of `tenant`)."""
+        self._tenant_of[partition] = tenant
         return self._stats.setdefault(partition, PartitionStats())
 
-    def _count_lookup(self, partition: str, hit: CacheHit | None) -> None:
+    def _count_lookup(self, scope: CacheScope, hit: CacheHit | None) -> None:
         """Count a lookup's outcome."""
-        stats = self._stats_of(partition)
+        stats = self._stats_of(scope.partition, scope.tenant)
         if hit is None:
             stats.misses += 1
         elif hit.path == "exact":

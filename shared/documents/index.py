@@ -195,6 +195,20 @@ async def remove_document_index(
     return {"chunks": len(chunks), "figures": described}
 
 
+async def set_chunk_acl(store: CosmosStore, tenant: str, doc_id: str, acl: dict[str, Any]) -> int:
+    """Gives every chunk of the document (live and staged) `acl`; returns how many changed.
+
+    Unchanged chunks keep their id across versions and are never rewritten by a commit, so an
+    ACL change must reach them here."""
+    chunks = await store.query_partition(
+        CHUNKS, tenant, "c.document_id = @doc", {"@doc": doc_id}, select="c.id, c.acl"
+    )
+    changed = [chunk["id"] for chunk in chunks if chunk.get("acl") != acl]
+    for chunk_id in changed:
+        await store.patch(CHUNKS, chunk_id, tenant, [{"op": "set", "path": "/acl", "value": acl}])
+    return len(changed)
+
+
 @dataclass(frozen=True)
 class Version:
     """A document version to make searchable: its record and what its chunks are made of."""
@@ -286,5 +300,6 @@ __all__ = [
     "is_live",
     "read_manifest",
     "remove_document_index",
+    "set_chunk_acl",
     "stage_chunks",
 ]

@@ -1,4 +1,13 @@
-"""A document's life outside the orchestration: upload, status, deletion, reconciliation."""
+"""A document's life outside the orchestration: upload, status, ACL, deletion, reconciliation.
+
+Identity and write rules (README "Documents: identity and write rules"):
+- a document is (tenant, name): its blob is `{tenant}/{name}` in the uploads container and its
+  id a hash of tenant, container and name, so the same name in two tenants is two documents;
+- an upload of a name that exists in the caller's tenant updates that document only when the
+  caller may write it (documents:write and readable under its ACL); otherwise 403, saying
+  nothing about the document but that the name is taken;
+- an update keeps the document's ACL: ACLs change only through `PUT .../acl`.
+"""
 
 from __future__ import annotations
 
@@ -10,18 +19,26 @@ from email.parser import BytesParser
 from email.policy import HTTP
 from typing import Any
 
-from azure.core.exceptions import ResourceNotFoundError
-from azure.storage.blob.aio import BlobServiceClient
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
+from azure.storage.blob import BlobProperties
+from azure.storage.blob.aio import BlobClient, BlobServiceClient
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shared.cache import SemanticCache
 from shared.documents import index, records
 from shared.documents.figures import FigureCache
-from shared.documents.names import InvalidName, sanitize_blob_name
+from shared.documents.names import InvalidName, blob_path, sanitize_blob_name
 from shared.documents.records import Acl, DocumentRecord
 from shared.documents.work import delete_prefix
-from shared.errors import InvalidRequest, NotFound, PayloadTooLarge
+from shared.errors import Conflict, InvalidRequest, NotFound, PayloadTooLarge
 from shared.retrieval.access import can_read
 from shared.security.principal import Principal
+from shared.security.rbac import PermissionDenied, has_permission
 from shared.storage.cosmos import CosmosStore
 
 log = logging.getLogger(__name__)
@@ -30,11 +47,52 @@ STALE_STAGED_SECONDS = 3600
 
 @dataclass(frozen=True)
 class UploadRequest:
-    """A file to store in the uploads container, with its tenant and ACL."""
+    """A file to store in the uploads container, and the ACL asked for (None: not given)."""
 
     name: str
     content: bytes
-    acl: Acl
+    acl: Acl | None
+
+
+class DocumentWriteDenied(PermissionDenied):
+    """The name is taken in the tenant by a document the caller may not write."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "documents:write",
+            "a document of this name exists in your tenant and its ACL does not let you "
+            "write it; choose another name",
+        )
+
+
+class AclChange(BaseModel):
+    """`PUT /api/documents/{id}/acl`: who may read (and, with documents:write, write) it.
+
+    Both lists empty means tenant-wide; at least one must be given, so `{}` is not a change."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    users: list[str] | None = Field(default=None, max_length=200)
+    groups: list[str] | None = Field(default=None, max_length=200)
+
+    @model_validator(mode="after")
+    def _explicit(self) -> AclChange:
+        if self.users is None and self.groups is None:
+            raise ValueError("give users and/or groups (both empty: tenant-wide)")
+        for entry in [*(self.users or []), *(self.groups or [])]:
+            if not entry.strip() or "," in entry or len(entry) > 256:
+                raise ValueError(f"{entry!r} is not a user or group id")
+        return self
+
+    def acl(self) -> Acl:
+        """The ACL asked for."""
+        users = sorted({user.strip() for user in self.users or []})
+        groups = sorted({group.strip() for group in self.groups or []})
+        return Acl(tuple(users), tuple(groups))
+
+
+def can_write(principal: Principal, acl: Acl) -> bool:
+    """Whether `principal` may replace, delete or re-permission a document with `acl`."""
+    return has_permission(principal, "documents:write") and can_read(principal, acl.as_item())
 
 
 class DocumentNotFound(NotFound):
@@ -76,12 +134,36 @@ def parse_upload(
         raise InvalidRequest("the document is empty")
     if len(content) > max_bytes:
         raise PayloadTooLarge(f"the document is over {max_bytes:,} bytes (MAX_UPLOAD_BYTES)")
+    acl_text = fields.get("acl", params.get("acl"))
     try:
         safe_name = sanitize_blob_name(name)
-        acl = Acl.parse(fields.get("acl") or params.get("acl"))
+        acl = None if acl_text is None else Acl.parse(acl_text)
     except (InvalidName, ValueError) as error:
         raise InvalidRequest(str(error)) from error
     return UploadRequest(safe_name, content, acl)
+
+
+def _blob_acl(properties: BlobProperties) -> Acl | None:
+    """The ACL in a blob's metadata; None when it cannot be read (then nobody may write)."""
+    try:
+        return Acl.parse((properties.metadata or {}).get("acl"))
+    except ValueError:
+        return None
+
+
+async def _properties(blob: BlobClient) -> BlobProperties | None:
+    try:
+        return await blob.get_blob_properties()
+    except ResourceNotFoundError:
+        return None
+
+
+def _metadata(tenant: str, acl: Acl, kept: dict[str, str] | None = None) -> dict[str, str]:
+    metadata = {key: value for key, value in (kept or {}).items() if key != "acl"}
+    metadata["tenant"] = tenant
+    if not acl.open:
+        metadata["acl"] = acl.as_metadata()
+    return metadata
 
 
 def _stale(record: DocumentRecord) -> bool:
@@ -112,23 +194,98 @@ class DocumentLibrary:
         self._answers = answers
 
     async def store_upload(self, principal: Principal, upload: UploadRequest) -> DocumentRecord:
-        """Writes the blob (its trigger starts ingestion) and records the document as queued."""
-        container = self.uploads_container
-        blob = self._blobs.get_blob_client(container, upload.name)
-        metadata = {"tenant": principal.tenant}
-        if not upload.acl.open:
-            metadata["acl"] = upload.acl.as_metadata()
-        result = await blob.upload_blob(upload.content, overwrite=True, metadata=metadata)
-        doc_id = records.document_id(container, upload.name)
-        record = await records.read_record(self._store, principal.tenant, doc_id)
-        record = record or DocumentRecord(
-            id=doc_id, tenant=principal.tenant, name=upload.name, container=container
-        )
+        """Writes the blob (its trigger starts ingestion) and records the document as queued.
+
+        A new name gets the ACL asked for (default tenant-wide); an existing one is replaced
+        only by someone who may write it, and keeps its ACL. The blob write is conditional
+        (create-only, or on the ETag whose ACL was checked), so a concurrent upload or ACL
+        change cannot slip between the check and the write: the loser gets a 409.
+        """
+        tenant, container = principal.tenant, self.uploads_container
+        try:
+            path = blob_path(tenant, upload.name)
+        except InvalidName as error:
+            raise InvalidRequest(str(error)) from error
+        blob = self._blobs.get_blob_client(container, path)
+        doc_id = records.document_id(tenant, container, upload.name)
+        current = await _properties(blob)
+        if current is None:
+            acl = upload.acl or Acl()
+            condition: dict[str, Any] = {"overwrite": False}
+        else:
+            existing_acl = _blob_acl(current)
+            if existing_acl is None or not can_write(principal, existing_acl):
+                raise DocumentWriteDenied()
+            if upload.acl is not None and upload.acl != existing_acl:
+                raise Conflict(
+                    "an upload does not change a document's ACL; change it with "
+                    f"PUT /api/documents/{doc_id}/acl",
+                    code="acl_change_needs_acl_route",
+                )
+            acl = existing_acl
+            condition = {
+                "overwrite": True, "etag": current.etag,
+                "match_condition": MatchConditions.IfNotModified,
+            }  # fmt: skip
+        metadata = _metadata(tenant, acl, current.metadata if current else None)
+        try:
+            result = await blob.upload_blob(upload.content, metadata=metadata, **condition)
+        except (ResourceExistsError, ResourceModifiedError):
+            raise Conflict(
+                "another upload or ACL change of this document landed meanwhile; retry",
+                code="concurrent_write",
+            ) from None
+        record = await records.read_record(self._store, tenant, doc_id)
+        if record is not None and current is None and record.state != "deleted":
+            # Its blob was deleted outside the API: what reconciliation would do, done now.
+            await self.delete_document(record, keep_blob=True)
+        if record is None or current is None:
+            record = DocumentRecord(
+                id=doc_id, tenant=tenant, name=upload.name, container=container, blob=path
+            )
         record.state, record.step, record.percent, record.error = "queued", "queued", 0, None
         record.etag = str(result["etag"]).strip('"')
-        record.acl = upload.acl.as_item()
+        record.acl = acl.as_item()
         await records.save_record(self._store, record)
         return record
+
+    async def change_acl(
+        self, principal: Principal, doc_id: str, acl: Acl
+    ) -> tuple[DocumentRecord, int]:
+        """Gives a document a new ACL: blob metadata (what re-ingestion reads), record and every
+        chunk; answers citing it are invalidated. Returns the record and the chunks changed."""
+        record = await self.readable_record(principal, doc_id)
+        if not can_write(principal, Acl.from_item(record.acl)):
+            raise DocumentWriteDenied()
+        if not record.blob:
+            raise Conflict(
+                "this document predates tenant folders: upload it again (a new document) and "
+                "delete this one", code="legacy_document",
+            )  # fmt: skip
+        if record.state in ("queued", "running"):
+            raise Conflict(
+                "the document is being ingested; change its ACL when it is done",
+                code="ingestion_in_progress",
+            )
+        blob = self._blobs.get_blob_client(record.container, record.blob)
+        current = await _properties(blob)
+        if current is None:
+            raise DocumentNotFound(f"no document {doc_id!r} in tenant {principal.tenant!r}")
+        try:
+            result = await blob.set_blob_metadata(
+                _metadata(record.tenant, acl, current.metadata),
+                etag=current.etag, match_condition=MatchConditions.IfNotModified,
+            )  # fmt: skip
+        except ResourceModifiedError:
+            raise Conflict(
+                "the document changed meanwhile; retry", code="concurrent_write"
+            ) from None
+        record.acl, record.etag = acl.as_item(), str(result["etag"]).strip('"')
+        await records.save_record(self._store, record)
+        changed = await index.set_chunk_acl(self._store, record.tenant, record.id, record.acl)
+        if self._answers is not None:
+            await self._answers.invalidate_documents([record.id], record.tenant)
+        return record, changed
 
     async def readable_record(self, principal: Principal, doc_id: str) -> DocumentRecord:
         """The caller's tenant's document, or DocumentNotFound."""
@@ -169,14 +326,14 @@ class DocumentLibrary:
         for record in await records.all_live_records(self._store):
             if record.state in ("queued", "running") and not _stale(record):
                 continue  # its orchestration will notice, and finish or fail
-            blob = self._blobs.get_blob_client(record.container, record.name)
+            blob = self._blobs.get_blob_client(record.container, record.blob_name)
             if not await blob.exists():
                 await self.delete_document(record, keep_blob=True)
                 removed += 1
         return {"documents_removed": removed}
 
     async def _delete_blob(self, record: DocumentRecord) -> bool:
-        blob = self._blobs.get_blob_client(record.container, record.name)
+        blob = self._blobs.get_blob_client(record.container, record.blob_name)
         try:
             await blob.delete_blob(delete_snapshots="include")
         except ResourceNotFoundError:

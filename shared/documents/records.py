@@ -20,9 +20,10 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
-def document_id(container: str, name: str) -> str:
-    """A document's id: stable per blob path, so a re-upload updates the same document."""
-    return hashlib.sha256(f"{container}/{name}".encode()).hexdigest()[:32]
+def document_id(tenant: str, container: str, name: str) -> str:
+    """A document's id: stable per tenant and name, so a re-upload updates the same document
+    and the same name in two tenants is two documents. (`\x1f` cannot occur in either.)"""
+    return hashlib.sha256(f"{tenant}\x1f{container}/{name}".encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,11 @@ class Acl:
                 raise ValueError(f"acl entry {entry.strip()!r} must be user:<id> or group:<id>")
         return cls(tuple(sorted(set(users))), tuple(sorted(set(groups))))
 
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> Acl:
+        """The inverse of `as_item`."""
+        return cls(tuple(sorted(item.get("users") or ())), tuple(sorted(item.get("groups") or ())))
+
     def as_metadata(self) -> str:
         """The inverse of `parse`."""
         return ",".join([*(f"user:{u}" for u in self.users), *(f"group:{g}" for g in self.groups)])
@@ -69,8 +75,9 @@ class DocumentRecord:
 
     id: str
     tenant: str
-    name: str
+    name: str  # the name the tenant gave it (what citations show)
     container: str
+    blob: str = ""  # its path in `container`: `{tenant}/{name}` ("" before tenant folders)
     state: str = "queued"
     etag: str | None = None
     sha256: str | None = None
@@ -100,10 +107,16 @@ class DocumentRecord:
         known = cls.__dataclass_fields__
         return cls(**{key: value for key, value in item.items() if key in known})
 
+    @property
+    def blob_name(self) -> str:
+        """The blob's path in its container (records made before tenant folders: the name)."""
+        return self.blob or self.name
+
     def public(self) -> dict[str, Any]:
         """What the documents API returns."""
         data = self.to_item()
         data.pop("container")
+        data.pop("blob")
         return data
 
 
@@ -136,12 +149,6 @@ async def list_records(store: CosmosStore, tenant: str) -> list[DocumentRecord]:
     """A tenant's documents, newest first."""
     items = await store.query_partition(DOCUMENTS, tenant, order_by="c.updated DESC")
     return [DocumentRecord.from_item(item) for item in items]
-
-
-async def find_record(store: CosmosStore, doc_id: str) -> DocumentRecord | None:
-    """A document by id across tenants (reconciliation and, until Entra ID, the API)."""
-    items = await store.query(DOCUMENTS, "SELECT * FROM c WHERE c.id = @id", {"@id": doc_id})
-    return DocumentRecord.from_item(items[0]) if items else None
 
 
 async def all_live_records(store: CosmosStore) -> list[DocumentRecord]:

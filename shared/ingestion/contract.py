@@ -91,7 +91,8 @@ class Upload(Contract):
 
     @property
     def instance(self) -> str:
-        """The orchestration id for this blob version: duplicates of an event map to it."""
+        """The orchestration id for this blob version: duplicates of an event map to it. The
+        path holds the tenant folder, so two tenants' documents of one name never share it."""
         digest = hashlib.sha256(f"{self.container}/{self.name}\n{self.etag}".encode()).hexdigest()
         return f"ingest-{digest[:40]}"
 
@@ -103,7 +104,7 @@ class Job(Contract):
     document_id: str
     tenant: str
     container: str
-    name: str
+    name: str  # the blob's path in `container` (`{tenant}/{name}`)
     etag: str
     sha256: str
     media_type: str

@@ -35,6 +35,7 @@ ACTIONS = frozenset(
         "permission_denied",
         "upload",
         "delete",
+        "acl_change",  # a document's ACL set through PUT /api/documents/{id}/acl
         "admin_action",
         "budget_override",
         "injection_blocked",

@@ -122,7 +122,7 @@ async def test_near_misses_do_not_hit(
     scope = scope_of(cache)
     await cache.store(scope, cached, answer("cached [1].", "report"))
     assert await cache.lookup(scope, asked) is None
-    stats = (await cache.stats())["partitions"][scope.partition]
+    stats = (await cache.stats("contoso"))["partitions"][scope.partition]
     assert stats["guard_rejections"] == 1 and stats["misses"] == 1
 
 
@@ -131,6 +131,22 @@ async def test_tenants_never_share_answers(cache: SemanticCache) -> None:
     await cache.store(mine, MARGIN, answer("contoso's [1].", "report"))
     assert await cache.lookup(theirs, MARGIN) is None
     assert await cache.lookup(theirs, MARGIN_PARAPHRASE) is None
+
+
+async def test_stats_show_only_the_asking_tenants_partitions(cache: SemanticCache) -> None:
+    mine, theirs = scope_of(cache), scope_of(cache, Principal("zed", "fabrikam", ("staff",)))
+    await cache.store(mine, MARGIN, answer("a [1].", "d"))
+    await cache.store(theirs, MARGIN, answer("b [1].", "d"))
+    await cache.lookup(theirs, MARGIN)
+    await cache.lookup(theirs, "Something else entirely?")
+    ours = await cache.stats("contoso")
+    assert set(ours["partitions"]) == {mine.partition}
+    assert ours["partitions"][mine.partition]["tenant"] == "contoso"
+    assert (ours["overall"]["size"], ours["overall"]["stores"]) == (1, 1)
+    assert (ours["overall"]["hits"], ours["overall"]["misses"]) == (0, 0)
+    fabrikam = await cache.stats("fabrikam")
+    assert set(fabrikam["partitions"]) == {theirs.partition}
+    assert (fabrikam["overall"]["hits"], fabrikam["overall"]["misses"]) == (1, 1)
 
 
 async def test_access_scopes_within_a_tenant_never_share(cache: SemanticCache) -> None:
@@ -152,7 +168,7 @@ async def test_expiry_is_enforced_by_the_code(cache: SemanticCache, clock: FakeC
     clock.now += cache.options.ttl_seconds + 1
     assert await cache.lookup(scope, MARGIN) is None
     assert await cache.lookup(scope, MARGIN_PARAPHRASE) is None
-    assert (await cache.stats())["overall"]["size"] == 0
+    assert (await cache.stats("contoso"))["overall"]["size"] == 0
 
 
 async def test_uncited_and_flagged_answers_are_not_stored(cache: SemanticCache) -> None:
@@ -187,7 +203,7 @@ async def test_max_entries_and_eviction_policy(
     await cache.store(scope, QUESTIONS[2], answer("c [1].", "doc"))
     present = [await cache.lookup(scope, question) is not None for question in QUESTIONS]
     assert present == [index != evicted for index in range(3)]
-    assert (await cache.stats())["overall"]["evictions"] == 1
+    assert (await cache.stats("contoso"))["overall"]["evictions"] == 1
 
 
 async def test_invalidation_reaches_another_instances_l1(
@@ -223,7 +239,7 @@ async def test_stats_and_hit_counters(cache: SemanticCache) -> None:
     await cache.lookup(scope, MARGIN)
     await cache.lookup(scope, MARGIN_PARAPHRASE)
     assert await cache.flush_hits() == 1
-    overall = (await cache.stats())["overall"]
+    overall = (await cache.stats("contoso"))["overall"]
     assert (overall["exact_hits"], overall["semantic_hits"], overall["misses"]) == (1, 1, 1)
     assert overall["hit_rate"] == pytest.approx(2 / 3, abs=1e-3)
     assert (overall["size"], overall["stores"], overall["stored_hits"]) == (1, 1, 2)
