@@ -32,7 +32,7 @@ local.settings.json:
 
 run: deps local.settings.json ## Start the emulators and the local Functions host (devhost)
 	@echo "docgate on http://127.0.0.1:7071/api  (health: http://127.0.0.1:7071/api/health)"
-	@echo "upload a file:  $(PY) scripts/upload.py path/to/file.pdf --tenant contoso"
+	@echo "upload a file:  $(PY) -m scripts.upload path/to/file.pdf --tenant contoso"
 	@echo "a token:        $(PY) -m devhost token --user alice --tenant default --role admin   (or the API key dev-local-key)"
 	@echo "then:           curl -H \"Authorization: Bearer <token>\" http://127.0.0.1:7071/api/documents"
 	$(EMULATORS) run -- $(PY) -m devhost

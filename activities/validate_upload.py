@@ -19,6 +19,9 @@ from shared.documents.records import Acl, DocumentRecord
 from shared.documents.validation import DocumentRejected, validate
 from shared.ingestion.contract import Checked, Failure, Job, Upload
 
+# An ACL no principal satisfies (never "tenant-wide because it could not be read").
+CLOSED_ACL = {"users": [], "groups": [], "tenant_wide": False}
+
 
 class _Oversized(int):
     """The size of a blob too large to download."""
@@ -99,6 +102,7 @@ async def validate_upload(upload: Upload, context: IngestionContext) -> Checked:
         acl, acl_error = Acl(), str(error)
     record = await _record_for(context, upload, tenant, name, acl)
     if acl_error:
+        record.acl = CLOSED_ACL  # unreadable: nobody reads it until its metadata is fixed
         return await _reject(context, record, upload, "invalid_acl", acl_error)
     claimed = upload.metadata.get("tenant")
     if claimed is not None and claimed != tenant:

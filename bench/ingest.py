@@ -633,10 +633,11 @@ class App:
     def ingest(self, name: str, content: bytes, since: str = "") -> tuple[E2ERun, dict[str, Any]]:
         """Uploads `content` as blob `name` and polls until the document has succeeded (updated
         after `since`); returns the run and the final status."""
+        from shared.documents.names import blob_path
         from shared.documents.records import document_id
 
-        doc_id = document_id(self.name, name)
-        blob = self.blobs.get_blob_client(self.name, name)
+        doc_id = document_id(TENANT, self.name, name)
+        blob = self.blobs.get_blob_client(self.name, blob_path(TENANT, name))
         started = time.perf_counter()
         blob.upload_blob(content, overwrite=True, metadata={"tenant": TENANT})
         deadline = time.monotonic() + E2E_TIMEOUT_SECONDS

@@ -1,6 +1,7 @@
-"""Uploads a file into docgate's uploads container (Azurite by default), as a team would.
+"""Uploads a file into a tenant's folder of docgate's uploads container (Azurite by default), as
+a team would: the blob is `{tenant}/{name}` (README: Document identity and write rules).
 
-    .venv/bin/python scripts/upload.py report.pdf [--tenant contoso] [--name folder/report.pdf]
+    .venv/bin/python -m scripts.upload report.pdf [--tenant contoso] [--name folder/report.pdf]
 
 Settings come from the environment, else from local.settings.json `Values`.
 """
@@ -14,6 +15,8 @@ import sys
 from pathlib import Path
 
 from azure.storage.blob import BlobServiceClient
+
+from shared.documents.names import blob_path, sanitize_blob_name
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,14 +38,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("file", type=Path)
     parser.add_argument("--name", help="blob name (default: the file name)")
-    parser.add_argument("--tenant", default="default", help="stored as blob metadata")
+    parser.add_argument("--tenant", default="default", help="the tenant folder it goes in")
     arguments = parser.parse_args(argv)
     connection = setting("AzureWebJobsStorage")
     if not connection:
         print("AzureWebJobsStorage is not set (run `make run` once to create local.settings.json)")
         return 2
     container = setting("UPLOADS_CONTAINER", "uploads")
-    name = arguments.name or arguments.file.name
+    name = blob_path(arguments.tenant, sanitize_blob_name(arguments.name or arguments.file.name))
     service = BlobServiceClient.from_connection_string(connection)
     blob = service.get_blob_client(container, name)
     with arguments.file.open("rb") as data:

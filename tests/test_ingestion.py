@@ -262,6 +262,29 @@ def test_delete_removes_everything(app: Deployment) -> None:
     assert app.status(doc_id)["http"] == 404
 
 
+def test_an_unreadable_acl_fails_the_document_and_opens_it_to_nobody(app: Deployment) -> None:
+    doc_id = app.upload("acl/odd.txt", b"Some text.", acl="role:admin")
+
+    def failed() -> dict[str, Any] | None:
+        item = app.database.get_container_client("documents").read_item(doc_id, "contoso")
+        return item if item["state"] == "failed" else None
+
+    wait_until(lambda: _exists(app, doc_id) and failed(), timeout=120, host=app.host)
+    record = failed()
+    assert record["error"]["code"] == "invalid_acl"
+    assert record["acl"] == {"users": [], "groups": [], "tenant_wide": False}
+    assert app.status(doc_id)["http"] == 404  # not "tenant-wide because unreadable"
+
+
+def _exists(app: Deployment, doc_id: str) -> bool:
+    query = "SELECT VALUE COUNT(1) FROM c WHERE c.id = @id"
+    documents = app.database.get_container_client("documents")
+    items = documents.query_items(
+        query, parameters=[{"name": "@id", "value": doc_id}], enable_cross_partition_query=True
+    )
+    return list(items) == [1]
+
+
 def test_a_blob_deleted_outside_the_api_loses_its_chunks(app: Deployment) -> None:
     doc_id = app.upload("outside/notes.md", documents.markdown_text())
     assert app.wait_done(doc_id)["state"] == "succeeded"

@@ -239,7 +239,7 @@ class DocumentLibrary:
         if record is not None and current is None and record.state != "deleted":
             # Its blob was deleted outside the API: what reconciliation would do, done now.
             await self.delete_document(record, keep_blob=True)
-        if record is None or current is None:
+        if record is None or current is None or record.state == "deleted":
             record = DocumentRecord(
                 id=doc_id, tenant=tenant, name=upload.name, container=container, blob=path
             )
