@@ -48,9 +48,8 @@ from shared.http import Api, json_response
 from shared.ingestion.contract import Upload
 from shared.ingestion.start import start_ingestion
 from shared.security.audit import parse_filter
-from shared.security.auth import IdentityProviderUnavailable, Unauthenticated
 from shared.security.principal import Principal
-from shared.security.rbac import PermissionDenied, has_permission, require_permission
+from shared.security.rbac import PermissionDenied, has_permission
 from shared.services import get_services
 
 log = logging.getLogger(__name__)
@@ -65,28 +64,13 @@ app.register_functions(activities)
 
 
 def authorizer(permission: str) -> Callable[[Request], Awaitable[Principal]]:
-    """Authenticates the caller, then requires `permission`; both failures are audited."""
+    """Throttles bad credentials, authenticates, then requires `permission`; failures are
+    audited (shared.security.gatekeeper)."""
 
     async def authorize(req: Request) -> Principal:
-        services = await get_services()
-        audit, target = services.audit_log, str(req.url).split("?")[0]
-        try:
-            principal = await services.authenticator.authenticate(req.headers)
-        except (Unauthenticated, IdentityProviderUnavailable) as error:
-            await audit.record(
-                "auth_failure", actor="-", tenant=None, outcome="denied", target=target,
-                reason=str(error),
-            )  # fmt: skip
-            raise
-        try:
-            require_permission(principal, permission)
-        except PermissionDenied:
-            await audit.record(
-                "permission_denied", actor=principal.user_id, tenant=principal.tenant,
-                outcome="denied", target=target, reason=permission,
-            )  # fmt: skip
-            raise
-        return principal
+        gate = (await get_services()).gatekeeper
+        peer = req.client.host if req.client else None
+        return await gate.admit(req.headers, peer, str(req.url).split("?")[0], permission)
 
     return authorize
 

@@ -166,7 +166,9 @@ class DevHost:
         """Serves until `stop` is set, then shuts everything down."""
         services = self.background_services()  # configuration errors surface before serving
         await self.warm_up()
-        runner = web.AppRunner(self.build_web_app(), access_log=None)
+        from devhost.http_server import HostRunner
+
+        runner = HostRunner(self.build_web_app(), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, self.config.listen_host, self.config.port)
         await site.start()

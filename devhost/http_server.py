@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import http
 import logging
 from collections.abc import Callable
@@ -9,6 +10,8 @@ from typing import Any
 
 import azure.functions as func
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
+from aiohttp.web_protocol import RequestHandler
 from multidict import CIMultiDict
 
 from devhost import http_streams
@@ -22,11 +25,25 @@ log = logging.getLogger("devhost")
 HOST_VERSION = "4.0.0-devhost"  # mimics the Functions runtime major version the app targets
 CHUNK_BYTES = 64 * 1024
 PROBLEM_TYPES = {
+    400: "https://tools.ietf.org/html/rfc9110#section-15.5.1",
     401: "https://tools.ietf.org/html/rfc9110#section-15.5.2",
     404: "https://tools.ietf.org/html/rfc9110#section-15.5.5",
     405: "https://tools.ietf.org/html/rfc9110#section-15.5.6",
     413: "https://tools.ietf.org/html/rfc9110#section-15.5.14",
+    414: "https://tools.ietf.org/html/rfc9110#section-15.5.15",
+    431: "https://www.rfc-editor.org/rfc/rfc6585#section-5",
     500: "https://tools.ietf.org/html/rfc9110#section-15.6.1",
+}
+# The Functions host serves HTTP through Kestrel with its default limits (KestrelServerLimits):
+# request line 8 KB (else 414), all request headers 32 KB and at most 100 of them (else 431).
+# aiohttp's own defaults (8,190 bytes per header line) would refuse a token Azure accepts.
+MAX_REQUEST_LINE_BYTES = 8 * 1024
+MAX_REQUEST_HEADERS_BYTES = 32 * 1024
+MAX_REQUEST_HEADER_COUNT = 100
+PARSER_LIMITS = {
+    "max_line_size": MAX_REQUEST_LINE_BYTES,  # the request line
+    "max_field_size": MAX_REQUEST_HEADERS_BYTES,  # one header (the total is checked below)
+    "max_headers": MAX_REQUEST_HEADER_COUNT,
 }
 
 
@@ -44,6 +61,95 @@ def problem(status: int, detail: str, **extra: Any) -> web.Response:
         **extra,
     }
     return web.json_response(body, status=status, content_type="application/problem+json")
+
+
+def protocol_problem(exc: BaseException | None, status: int) -> tuple[int, str]:
+    """The status and detail of a request refused before it reached a route (malformed, over a
+    limit) or of a failure no handler answered."""
+    if isinstance(exc, LineTooLong):
+        if exc.args[1] == MAX_REQUEST_LINE_BYTES:
+            return 414, f"The request line is longer than {MAX_REQUEST_LINE_BYTES} bytes."
+        return 431, f"The request headers are larger than {MAX_REQUEST_HEADERS_BYTES} bytes."
+    if isinstance(exc, BadHttpMessage) and "Too many headers" in str(exc):
+        return 431, f"The request has more than {MAX_REQUEST_HEADER_COUNT} headers."
+    if status >= 500:
+        return 500, "The host failed to serve the request; see the host log."
+    return status, "The request is not valid HTTP."
+
+
+class ProblemRequestHandler(RequestHandler):
+    """aiohttp's connection handler, answering protocol errors as problem+json (aiohttp's
+    own error page is text/plain)."""
+
+    def handle_error(
+        self,
+        request: Any,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        """Logs like aiohttp, then answers with a problem."""
+        super().handle_error(request, status, exc, message)
+        response = problem(*protocol_problem(exc, status))
+        response.force_close()
+        return response
+
+
+class ProblemServer(web.Server):
+    """A low-level server whose connections are `ProblemRequestHandler`s."""
+
+    def __call__(self) -> RequestHandler:
+        return ProblemRequestHandler(self, loop=self._loop, **self._kwargs)
+
+
+class HostRunner(web.AppRunner):
+    """AppRunner serving through `ProblemServer` (aiohttp's Server has no handler-class hook)."""
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        return ProblemServer(
+            server.request_handler,
+            request_factory=server.request_factory,
+            loop=asyncio.get_running_loop(),
+            **server._kwargs,
+        )
+
+
+def headers_size(request: web.Request) -> int:
+    """The request headers' size on the wire (`name: value` and CRLF per header)."""
+    return sum(len(name) + len(value) + 4 for name, value in request.raw_headers)
+
+
+@web.middleware
+async def problems_only(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Every error the host itself answers is problem+json: the 32 KB header total, and any
+    aiohttp error or unexpected failure of a host route. (Errors shaped by a protocol, like the
+    Durable HTTP API's JSON, pass through.)"""
+    if headers_size(request) > MAX_REQUEST_HEADERS_BYTES:
+        return problem(431, protocol_problem(LineTooLong(b"", MAX_REQUEST_HEADERS_BYTES), 431)[1])
+    try:
+        return await handler(request)
+    except web.HTTPException as error:
+        if error.status < 400 or "json" in (error.content_type or ""):
+            raise
+        answer = problem(error.status, error.reason)
+        if "Allow" in error.headers:
+            answer.headers["Allow"] = error.headers["Allow"]
+        return answer
+    except Exception:
+        log.exception("Host error serving %s %s", request.method, request.rel_url.path)
+        return problem(*protocol_problem(None, 500))
+
+
+def with_forwarded_for(request: web.Request) -> web.Request:
+    """The request with its peer appended to `X-Forwarded-For`, as the platform's front end
+    does in Azure: the last entry is the address the host saw, whatever the client wrote."""
+    if not request.remote:
+        return request
+    headers = CIMultiDict(request.headers)
+    prior = headers.get("X-Forwarded-For")
+    headers["X-Forwarded-For"] = f"{prior}, {request.remote}" if prior else request.remote
+    return request.clone(headers=headers)
 
 
 def presented_key(request: web.Request) -> str | None:
@@ -185,6 +291,7 @@ def make_dispatcher(
         if isinstance(picked, web.Response):
             return picked
         function, params = picked
+        request = with_forwarded_for(request)
         level = function.trigger.get("authLevel", "function")
         if not config.keys.accepts(level, function.name, presented_key(request)):
             return problem(401, f"Function '{function.name}' needs a valid {level} key.")
@@ -273,7 +380,11 @@ def create_web_app(
     table = build_route_table(config, functions)
     dispatch = make_dispatcher(config, table, invoker, client_binding)
     # aiohttp's own 1 MiB default would refuse big bodies before our limit could answer them.
-    app = web.Application(client_max_size=config.max_request_bytes)
+    app = web.Application(
+        client_max_size=config.max_request_bytes,
+        handler_args=PARSER_LIMITS,
+        middlewares=[problems_only],
+    )
     add_admin_routes(app, config, functions)
 
     async def add_last(app: web.Application) -> None:

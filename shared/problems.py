@@ -36,6 +36,7 @@ from shared.secrets import SecretUnavailable
 from shared.security.auth import IdentityProviderUnavailable, Unauthenticated
 from shared.security.injection import PromptInjectionBlocked
 from shared.security.rbac import PermissionDenied
+from shared.security.throttle import CredentialsThrottled
 
 PROBLEM_TYPE_PREFIX = "urn:docgate:problem:"
 
@@ -110,6 +111,7 @@ TABLE: tuple[tuple[type[BaseException], Kind], ...] = (
     (Unauthenticated, Kind(401, headers=lambda e: {"WWW-Authenticate": e.challenge})),
     (IdentityProviderUnavailable, Kind(503)),
     (PermissionDenied, Kind(403)),
+    (CredentialsThrottled, Kind(429, "credentials_throttled", headers=lambda e: e.headers)),
     (PromptInjectionBlocked, Kind(400, "prompt_injection", extra=lambda e: {"reasons": e.reasons})),
     (
         InvalidFilter,

@@ -57,7 +57,9 @@ if TYPE_CHECKING:
     from shared.secrets import SecretStore
     from shared.security.audit import AuditLog
     from shared.security.auth import ApiKeys, Authenticator
+    from shared.security.gatekeeper import Gatekeeper
     from shared.security.injection import InjectionScreen
+    from shared.security.throttle import CredentialThrottle
 
 log = logging.getLogger(__name__)
 
@@ -488,6 +490,24 @@ class Services:
                 credential=None if key else self.credential,
             )
         return InjectionScreen(policy, shields)
+
+    @cached_property
+    def credential_throttle(self) -> CredentialThrottle | None:
+        """Bad credentials counted per client address in the shared `rate_limits` container."""
+        per_minute = self.settings.auth.failures_per_minute
+        if per_minute == 0:
+            return None
+        from shared.resilience.ratelimit_store import CosmosBucketStore
+        from shared.security.throttle import CredentialThrottle
+
+        return CredentialThrottle(CosmosBucketStore(self.store), per_minute)
+
+    @cached_property
+    def gatekeeper(self) -> Gatekeeper:
+        """Every authenticated route's throttle, authentication, permission check and audit."""
+        from shared.security.gatekeeper import Gatekeeper
+
+        return Gatekeeper(self.authenticator, self.audit_log, self.credential_throttle)
 
     @cached_property
     def authenticator(self) -> Authenticator:

@@ -34,6 +34,7 @@ class Secured:
 
     def __init__(self, deployment: Deployment, issuer: DevIssuer) -> None:
         self.app = deployment
+        self.issuer = issuer
         mint = issuer.mint_token
         self.tokens = {
             "alice": mint("alice", "contoso", ["user"], ["finance"], "api://docgate-dev"),
@@ -338,3 +339,23 @@ def test_cache_stats_show_only_the_callers_tenant(secured: Secured) -> None:
     ours = secured.call("root", "GET", "/api/cache/stats")[2]
     assert {p["tenant"] for p in ours["partitions"].values()} == {"contoso"}
     assert not set(ours["partitions"]) & set(stats["partitions"])
+
+
+# Header limits (issue 9, finding 6) ----------------------------------------------------------
+
+
+def test_a_user_in_many_groups_gets_in_and_only_the_apps_own_token_limit_refuses(
+    secured: Secured,
+) -> None:
+    def token_with(groups: int) -> str:
+        names = [str(uuid.UUID(int=number)) for number in range(groups)]
+        return secured.issuer.mint_token("gina", "contoso", ["user"], names, "api://docgate-dev")
+
+    large = token_with(210)
+    assert 11_000 <= len(large) <= 12_500  # about 11.5 KB
+    assert secured.call(None, "GET", "/api/documents", token=large)[0] == 200
+    oversized = token_with(320)
+    assert 16 * 1024 < len(oversized) < 32 * 1024  # within the host's limit, over the app's
+    status, headers, problem = secured.call(None, "GET", "/api/documents", token=oversized)
+    assert status == 401 and "token too large" in problem["detail"], problem
+    assert headers["Content-Type"].startswith("application/problem+json")

@@ -635,6 +635,13 @@ class AuthSettings:
         default="60",
         parse=parsers.non_negative_number,
     )
+    failures_per_minute: int = setting(
+        "AUTH_FAILURES_PER_MINUTE",
+        "Bad credentials (API keys, tokens) one client address may present per minute, shared "
+        "by every instance; past it: 429 with Retry-After, audited. 0: no throttling.",
+        default="20",
+        parse=parsers.non_negative_integer,
+    )
     dev_issuer: bool = setting(
         "AUTH_DEV_ISSUER",
         "The authority is devhost's local dev issuer (`python -m devhost token ...` mints "

@@ -32,6 +32,7 @@ AUDIT_CONTAINER = ContainerSpec("audit", "/tenant")  # no TTL: retention is a po
 ACTIONS = frozenset(
     {
         "auth_failure",
+        "auth_throttled",  # a client address blocked after too many bad credentials
         "permission_denied",
         "upload",
         "delete",

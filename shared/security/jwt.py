@@ -24,6 +24,7 @@ import binascii
 import ipaddress
 import json
 import logging
+import math
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -361,20 +362,35 @@ def verify_signature(key: rsa.RSAPublicKey, signing_input: str, signature: str) 
 # Claims ---------------------------------------------------------------------------------------
 
 
-def _number(claims: Mapping[str, Any], name: str) -> float | None:
+# NumericDate bounds: no real token was issued before 2000 or expires after 2100. JSON reads
+# `1e400` as infinity, which would otherwise be a token that never expires.
+EARLIEST_TIME = 946_684_800  # 2000-01-01T00:00:00Z
+LATEST_TIME = 4_102_444_800  # 2100-01-01T00:00:00Z
+MAX_LIFETIME_SECONDS = 24 * 3600  # Entra's ceiling for an access token's lifetime is one day
+
+
+def _time_claim(claims: Mapping[str, Any], name: str) -> int | None:
+    """A NumericDate claim as whole seconds: a finite integer within the bounds above."""
     value = claims.get(name)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TokenError("invalid claims")
-    return float(value)
+        raise TokenError("invalid time claims")
+    if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+        raise TokenError("invalid time claims")
+    if not EARLIEST_TIME <= value <= LATEST_TIME:
+        raise TokenError("invalid time claims")
+    return int(value)
 
 
 def check_times(claims: Mapping[str, Any], now: float, leeway: float) -> None:
-    """`exp` and `iat` required, `nbf` when present, each with `leeway` seconds of clock skew."""
-    expires, not_before, issued = (_number(claims, name) for name in ("exp", "nbf", "iat"))
+    """`exp` and `iat` required, `nbf` when present, each with `leeway` seconds of clock skew;
+    each a finite integer in sane bounds, and the token valid for at most a day."""
+    expires, not_before, issued = (_time_claim(claims, name) for name in ("exp", "nbf", "iat"))
     if expires is None or issued is None:
         raise TokenError("missing time claims")
+    if expires - min(issued, not_before or issued) > MAX_LIFETIME_SECONDS:
+        raise TokenError("token lifetime too long")
     if now >= expires + leeway:
         raise TokenError("token expired")
     if not_before is not None and now + leeway < not_before:

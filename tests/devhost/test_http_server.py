@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.web_runner import BaseRunner
 
 from devhost.config import HostConfig, HostKeys
 from devhost.functions import FunctionInfo, load_functions
-from devhost.http_server import create_web_app
+from devhost.http_server import HostRunner, create_web_app
 from devhost.invoker import Invoker
 
 APP_DIR = Path(__file__).parent / "apps" / "http_app"
@@ -42,8 +43,15 @@ def make_config(route_prefix: str = "api") -> HostConfig:
     )
 
 
+class HostTestServer(TestServer):
+    """aiohttp's test server on the host's own runner (its protocol-error answers)."""
+
+    async def _make_runner(self, **kwargs: object) -> BaseRunner:
+        return HostRunner(self.app, **kwargs)
+
+
 async def start(app: web.Application) -> TestClient:
-    client = TestClient(TestServer(app))
+    client = TestClient(HostTestServer(app))
     await client.start_server()
     return client
 
@@ -67,6 +75,7 @@ async def test_int_constraint_wins_and_passes_route_params(client: TestClient) -
         "params": {"x": "1,2"},
         "body": "",
         "header": "h",
+        "forwarded": "127.0.0.1",
     }
 
 
@@ -228,3 +237,49 @@ def test_durable_client_functions_need_a_client_binding(functions: list[Function
     with pytest.raises(ValueError, match="durable client"):
         create_web_app(make_config(), with_client, invoker, None)
     invoker.close()
+
+
+# Kestrel's header limits, as the Functions host serves HTTP; every refusal a problem.
+
+
+async def problem_of(response: object) -> dict[str, object]:
+    assert response.content_type == "application/problem+json", await response.text()
+    return await response.json()
+
+
+async def test_an_eleven_and_a_half_kb_token_is_accepted(client: TestClient) -> None:
+    token = "t" * 11_776  # a user in many groups
+    response = await client.get("/api/items/1", headers={"Authorization": f"Bearer {token}"})
+    assert response.status == 200
+
+
+async def test_one_header_over_32_kb_is_431(client: TestClient) -> None:
+    response = await client.get("/api/items/1", headers={"x-big": "v" * 33_000})
+    assert response.status == 431
+    assert "32768" in (await problem_of(response))["detail"]
+
+
+async def test_headers_over_32_kb_in_all_are_431(client: TestClient) -> None:
+    headers = {f"x-part-{i}": "v" * 4_000 for i in range(9)}  # each fine, 36 KB together
+    response = await client.get("/api/items/1", headers=headers)
+    assert response.status == 431
+    assert (await problem_of(response))["status"] == 431
+
+
+async def test_more_than_100_headers_is_431(client: TestClient) -> None:
+    response = await client.get("/api/items/1", headers={f"x-h-{i}": "v" for i in range(101)})
+    assert response.status == 431
+    assert "100 headers" in (await problem_of(response))["detail"]
+
+
+async def test_a_request_line_over_8_kb_is_414(client: TestClient) -> None:
+    response = await client.get("/api/items/1?q=" + "a" * 8_300)
+    assert response.status == 414
+    assert "8192 bytes" in (await problem_of(response))["detail"]
+
+
+async def test_the_peer_is_appended_to_x_forwarded_for(client: TestClient) -> None:
+    body = await (
+        await client.get("/api/items/1", headers={"x-forwarded-for": "203.0.113.7"})
+    ).json()
+    assert body["forwarded"] == "203.0.113.7, 127.0.0.1"  # the last entry: who connected

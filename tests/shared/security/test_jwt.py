@@ -153,6 +153,57 @@ async def test_required_time_claims(
     assert await rejection(validator, entra.token(claims)) == "missing time claims"
 
 
+def signed_text(entra: EntraDouble, payload: str) -> str:
+    """A token signed by Entra's key whose payload is exactly `payload` (JSON text)."""
+    header = segment({"typ": "JWT", "alg": "RS256", "kid": "entra-key-1"})
+    signing_input = f"{header}.{b64url(payload.encode())}"
+    key = entra.keys["entra-key-1"]
+    signature = key.sign(signing_input.encode("ascii"), padding.PKCS1v15(), hashes.SHA256())
+    return f"{signing_input}.{b64url(signature)}"
+
+
+@pytest.mark.parametrize(
+    ("claim", "literal"),
+    [
+        ("exp", "1e400"),  # JSON reads it as infinity: a token that never expires
+        ("exp", "-1e400"),
+        ("nbf", "-1e400"),
+        ("iat", "-1e400"),
+        ("exp", "1e12"),  # the year 33658
+        ("exp", str(2**70)),
+        ("iat", "-5"),
+        ("iat", "0"),
+        ("exp", "NOW.5"),  # not whole seconds
+        ("exp", '"NOW"'),
+        ("exp", "true"),
+        ("nbf", "[1]"),
+    ],
+)
+async def test_time_claims_are_finite_integers_in_sane_bounds(
+    entra: EntraDouble, validator: JwtValidator, claim: str, literal: str
+) -> None:
+    claims = entra.claims()
+    claims[claim] = "@@"
+    payload = json.dumps(claims).replace('"@@"', literal.replace("NOW", str(int(time.time()))))
+    assert await rejection(validator, signed_text(entra, payload)) == "invalid time claims"
+
+
+async def test_whole_seconds_written_as_floats_are_read(
+    entra: EntraDouble, validator: JwtValidator
+) -> None:
+    claims = entra.claims()
+    claims["exp"] = float(claims["exp"])
+    assert await validator.validate(entra.token(claims))
+
+
+async def test_a_token_valid_for_more_than_a_day_is_refused(
+    entra: EntraDouble, validator: JwtValidator
+) -> None:
+    token = entra.token(entra.claims(lifetime=24 * 3600 + 1))
+    assert await rejection(validator, token) == "token lifetime too long"
+    assert await validator.validate(entra.token(entra.claims(lifetime=24 * 3600)))
+
+
 @pytest.mark.parametrize(
     "audience",
     ["api://another-app", "00000003-0000-0000-c000-000000000000", f"{CLIENT_ID}/", ["other"], 7],

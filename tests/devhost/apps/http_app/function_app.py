@@ -16,6 +16,7 @@ def describe(req: func.HttpRequest, name: str) -> func.HttpResponse:
         "params": dict(req.params),
         "body": req.get_body().decode(),
         "header": req.headers.get("x-sample"),
+        "forwarded": req.headers.get("x-forwarded-for"),
     }
     return func.HttpResponse(json.dumps(payload), mimetype="application/json")
 
