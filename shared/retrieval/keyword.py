@@ -147,23 +147,53 @@ class TermCounts:
         return cls(Counter(tokens), len(tokens))
 
 
+def query_terms(query: str) -> set[str]:
+    """The distinct terms of a question; scores add up over them in this set's order."""
+    return set(tokenize(query))
+
+
+def idf(documents: int, present: int) -> float:
+    """Lucene's IDF of a term found in `present` of `documents` documents (always positive)."""
+    return math.log(1.0 + (documents - present + 0.5) / (present + 0.5))
+
+
+def average_length(total_tokens: float, documents: int) -> float:
+    """The mean document length the length penalty compares against (at least 1 token)."""
+    return max(float(total_tokens) / documents, 1.0)
+
+
+def length_norms(lengths: np.ndarray, average: float, k1: float = K1, b: float = B) -> np.ndarray:
+    """Each document's saturation denominator term: K1 scaled by its length against the mean."""
+    return k1 * (1.0 - b + b * lengths / average)
+
+
+def term_scores(
+    term_idf: float, frequencies: np.ndarray, norms: np.ndarray, k1: float = K1
+) -> np.ndarray:
+    """One term's BM25 contribution to each document (frequencies and norms aligned)."""
+    return term_idf * frequencies * (k1 + 1.0) / (frequencies + norms)
+
+
 def bm25_scores(
     query: str, documents: Sequence[TermCounts], k1: float = K1, b: float = B
 ) -> np.ndarray:
-    """BM25 score of every document for `query`; the corpus statistics are these documents."""
+    """BM25 score of every document for `query`; the corpus statistics are these documents.
+
+    This is the scan form. `shared.retrieval.memory_index` computes the same numbers through
+    an inverted index with these helpers, in the same term order: a formula changed here
+    changes both.
+    """
     scores = np.zeros(len(documents), dtype=np.float64)
     if not documents:
         return scores
     lengths = np.array([document.length for document in documents], dtype=np.float64)
-    average = max(float(lengths.mean()), 1.0)
-    norm = k1 * (1.0 - b + b * lengths / average)
-    for term in set(tokenize(query)):
+    norms = length_norms(lengths, average_length(lengths.sum(), len(documents)), k1, b)
+    for term in query_terms(query):
         frequencies = np.array([d.counts.get(term, 0) for d in documents], dtype=np.float64)
         present = int(np.count_nonzero(frequencies))
         if not present:
             continue
-        idf = math.log(1.0 + (len(documents) - present + 0.5) / (present + 0.5))
-        scores += idf * frequencies * (k1 + 1.0) / (frequencies + norm)
+        scores += term_scores(idf(len(documents), present), frequencies, norms, k1)
     return scores
 
 
@@ -174,4 +204,17 @@ def keyword_ranking(query: str, documents: Sequence[TermCounts], limit: int) -> 
     return [int(index) for index in order[:limit] if scores[index] > 0]
 
 
-__all__ = ["K1", "B", "TermCounts", "bm25_scores", "keyword_ranking", "stem", "tokenize"]
+__all__ = [
+    "K1",
+    "B",
+    "TermCounts",
+    "average_length",
+    "bm25_scores",
+    "idf",
+    "keyword_ranking",
+    "length_norms",
+    "query_terms",
+    "stem",
+    "term_scores",
+    "tokenize",
+]

@@ -29,14 +29,14 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import numpy as np
 
 from shared.documents.index import CHUNKS, LIVE
-from shared.retrieval.access import acl_sql, is_searchable
-from shared.retrieval.filters import Node, compile_filter, matches, parse_filter
+from shared.retrieval.access import acl_sql
+from shared.retrieval.filters import Node, compile_filter, parse_filter
 from shared.retrieval.fusion import RRF_K, reciprocal_rank_fusion
 from shared.retrieval.keyword import TermCounts, bm25_scores
+from shared.retrieval.memory_index import FIELDS, ChunkIndex
 from shared.security.principal import Principal
 from shared.storage.cosmos import CosmosStore
 from shared.storage.mirror import Liveness, PartitionMirror
-from shared.vectors import unit
 
 if TYPE_CHECKING:
     from shared.embeddings import Embedder
@@ -48,21 +48,6 @@ MODES: tuple[Mode, ...] = ("hybrid", "vector", "keyword")
 CANDIDATES = 50  # depth of each ranking fed to fusion (and of the Cosmos vector query)
 MAX_TOP_K = 50
 REFRESH_SECONDS = 5.0
-# What retrieval reads of a chunk: everything but Cosmos's system fields and the versioning.
-FIELDS = (
-    "id",
-    "tenant",
-    "document_id",
-    "document_name",
-    "media_type",
-    "acl",
-    "kind",
-    "text",
-    "pages",
-    "headings",
-    "status",
-    "injection",
-)
 
 
 @dataclass(frozen=True)
@@ -144,111 +129,26 @@ def to_result(
 # In memory -------------------------------------------------------------------------------------
 
 
-@dataclass
-class _Entry:
-    """One indexed chunk: its metadata (without the vector) and its term counts."""
-
-    item: dict[str, Any]
-    terms: TermCounts
-
-
-class TenantIndex:
-    """One tenant's live chunks in process: unit vectors in a matrix, term counts for BM25."""
-
-    def __init__(self) -> None:
-        self._entries: dict[str, _Entry] = {}
-        self._vectors: dict[str, np.ndarray] = {}
-        self._dimensions: int | None = None
-        self._matrix: np.ndarray | None = None  # rebuilt lazily after changes
-        self._order: list[str] = []
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    @property
-    def ids(self) -> set[str]:
-        """The ids of the indexed chunks."""
-        return set(self._entries)
-
-    def upsert(self, item: Mapping[str, Any]) -> None:
-        """Adds or replaces a chunk item (with its `embedding`)."""
-        vector = unit(item["embedding"])
-        if self._dimensions is None:
-            self._dimensions = len(vector)
-        if len(vector) != self._dimensions:
-            log.warning(
-                "chunk %s has %d-d vector, index has %d-d: skipped",
-                item["id"],
-                len(vector),
-                self._dimensions,
-            )
-            return
-        metadata = {key: item.get(key) for key in FIELDS}
-        self._entries[item["id"]] = _Entry(metadata, TermCounts.of(item["text"]))
-        self._vectors[item["id"]] = vector
-        self._matrix = None
-
-    def apply(self, row: Mapping[str, Any]) -> None:
-        """Adds or replaces a live chunk (the mirror's view protocol)."""
-        self.upsert(row)
-
-    def live_count(self, now: float) -> int:
-        """Every chunk held is live (the mirror's count check)."""
-        return len(self._entries)
-
-    def remove(self, chunk_id: str) -> bool:
-        """Drops a chunk; False when it was not indexed."""
-        if self._entries.pop(chunk_id, None) is None:
-            return False
-        del self._vectors[chunk_id]
-        self._matrix = None
-        return True
-
-    def _rows(self) -> tuple[list[str], np.ndarray]:
-        """Ids in matrix order and the matrix of unit vectors."""
-        if self._matrix is None:
-            self._order = list(self._entries)
-            dimensions = self._dimensions or 0
-            self._matrix = (
-                np.stack([self._vectors[key] for key in self._order])
-                if self._order
-                else np.zeros((0, dimensions), dtype=np.float32)
-            )
-        return self._order, self._matrix
+class TenantIndex(ChunkIndex):
+    """One tenant's live chunks in process (see `shared.retrieval.memory_index`), searched."""
 
     def search(self, request: SearchRequest) -> list[RetrievedChunk]:
         """Exact hybrid search over what `request.principal` may read and the filter passes."""
-        order, matrix = self._rows()
-        allowed = [row for row, key in enumerate(order) if self._admits(request, key)]
-        if not allowed:
+        allowed = self.readable(request.principal, request.filters)
+        if not allowed.any():
             return []
-        keys = [order[row] for row in allowed]
-        similarity = self._similarities(matrix[allowed], request.vector)
-        keyword = bm25_scores(request.text, [self._entries[key].terms for key in keys])
-        scores = {key: (float(similarity[i]), float(keyword[i])) for i, key in enumerate(keys)}
-        results = fuse(
-            _ranking(keys, similarity, positive=False),
-            _ranking(keys, keyword, positive=True),
-            scores,
-            request.mode,
-            request.top_k,
-        )
+        scored = self.score(request.text, request.vector, allowed, CANDIDATES)
+        vector_ranking = [int(slot) for slot in scored.vector.slots]
+        keyword_ranking = [int(slot) for slot in scored.keyword.slots]
+        scores = {
+            slot: (float(scored.similarity[slot]), float(scored.bm25[slot]))
+            for slot in {*vector_ranking, *keyword_ranking}
+        }
+        results = fuse(vector_ranking, keyword_ranking, scores, request.mode, request.top_k)
         return [
-            to_result(self._entries[key].item, score, (vector_rank, keyword_rank))
-            for key, score, vector_rank, keyword_rank in results
+            to_result(self.item(slot), score, (vector_rank, keyword_rank))
+            for slot, score, vector_rank, keyword_rank in results
         ]
-
-    def _admits(self, request: SearchRequest, key: str) -> bool:
-        """ACL, tenant, live status and the metadata filter."""
-        item = self._entries[key].item
-        return is_searchable(request.principal, item) and matches(request.filters, item)
-
-    def _similarities(self, rows: np.ndarray, vector: Sequence[float]) -> np.ndarray:
-        """Cosine similarity of each row with the question vector."""
-        query = unit(vector)
-        if rows.shape[1] != len(query):
-            raise ValueError(f"question vector is {len(query)}-d, the index {rows.shape[1]}-d")
-        return rows @ query
 
 
 def _ranking(keys: list[str], scores: np.ndarray, positive: bool) -> list[str]:
