@@ -327,11 +327,17 @@ class Services:
         """Retrieval, then the region router (or the offline answerer)."""
         from shared.chat.service import ChatService
         from shared.llm.extractive import ExtractiveAnswerer
-        from shared.retrieval.search import build_retriever
+        from shared.retrieval.search import MemoryRefresh, build_retriever
 
         settings = self.settings.chat
         retriever = build_retriever(
-            settings.retrieval_mode, self.store, self.query_embedder, settings.retrieval_top_k
+            settings.retrieval_mode,
+            self.store,
+            self.query_embedder,
+            settings.retrieval_top_k,
+            MemoryRefresh(
+                settings.retrieval_refresh_seconds, settings.retrieval_refresh_wait_ms / 1000
+            ),
         )
         router = self.region_router
         hosts = self.settings.injection.answer_allowed_hosts

@@ -457,6 +457,22 @@ class ChatSettings:
         default="5",
         parse=parsers.positive_integer,
     )
+    retrieval_refresh_seconds: float = setting(
+        "RETRIEVAL_REFRESH_SECONDS",
+        "Memory mode: how often a tenant's in-process index asks Cosmos for what changed (a "
+        "delta by _ts and a live count). Another instance's ingestion is searchable after at "
+        "most this long plus the time to take the delta in.",
+        default="5",
+        parse=parsers.positive_number,
+    )
+    retrieval_refresh_wait_ms: float = setting(
+        "RETRIEVAL_REFRESH_WAIT_MS",
+        "Memory mode: how long a question waits for a due refresh of its tenant's index; past "
+        "this it is answered from the current index and the refresh finishes in the background "
+        "(a large ingestion's chunks never stall a question). 0: never wait.",
+        default="50",
+        parse=parsers.non_negative_number,
+    )
 
 
 # Governance ---------------------------------------------------------------------------------

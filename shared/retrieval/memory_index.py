@@ -30,14 +30,14 @@ from __future__ import annotations
 import json
 import logging
 from array import array
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from shared.retrieval.access import is_searchable
-from shared.retrieval.filters import Condition, Group, Node, matches
+from shared.retrieval.filters import MATCH_ALL, Condition, Group, Node, matches
 from shared.retrieval.keyword import (
     TermCounts,
     average_length,
@@ -56,6 +56,7 @@ MIN_CAPACITY = 256
 COMPACT_MIN_DEAD = 1024  # below this many dead rows, compaction is not worth a copy
 PRUNE_MIN_POSTINGS = 64  # shorter posting lists are never pruned
 GATHER_FRACTION = 0.125  # below this share of readable rows, score only those rows
+MAX_VERDICTS = 256  # principals and filters whose verdicts per class are kept
 ACL_FIELDS = ("tenant", "status", "acl")
 DOCUMENT_FIELDS = ("document_id", "document_name", "media_type", "kind")
 # What the index keeps of a chunk (everything retrieval returns or filters on), as the scan did.
@@ -102,12 +103,17 @@ class _Postings:
 
 
 class _Classes:
-    """Interned groups of chunks that agree on some fields: one id and one sample per group."""
+    """Interned groups of chunks that agree on some fields: one id and one sample per group.
+
+    A class's sample never changes, so a test's verdicts per class are kept (by a key naming
+    the test) and only classes added since are tested again.
+    """
 
     def __init__(self, fields: Sequence[str]) -> None:
         self._fields = fields
         self._ids: dict[str, int] = {}
         self.samples: list[dict[str, Any]] = []
+        self._verdicts: dict[str, np.ndarray] = {}
 
     def of(self, item: Mapping[str, Any]) -> int:
         """The class id of `item` (a new class for values not seen before)."""
@@ -119,9 +125,17 @@ class _Classes:
             self.samples.append({name: item.get(name) for name in self._fields})
         return class_id
 
-    def admitted(self, test: Any) -> np.ndarray:
-        """A boolean per class: whether its sample passes `test`."""
-        return np.fromiter((test(sample) for sample in self.samples), bool, len(self.samples))
+    def admitted(self, key: str, test: Callable[[Mapping[str, Any]], bool]) -> np.ndarray:
+        """A boolean per class: whether its sample passes `test` (named by `key`)."""
+        known = self._verdicts.get(key, np.zeros(0, dtype=bool))
+        if len(known) < len(self.samples):
+            fresh = (test(sample) for sample in self.samples[len(known) :])
+            added = np.fromiter(fresh, bool, len(self.samples) - len(known))
+            known = np.concatenate([known, added])
+            if len(self._verdicts) >= MAX_VERDICTS:
+                self._verdicts.clear()  # many distinct principals or filters: start over
+            self._verdicts[key] = known
+        return known
 
 
 def filter_fields(node: Node) -> set[str]:
@@ -320,10 +334,15 @@ class ChunkIndex:
     def readable(self, principal: Principal, filters: Node) -> np.ndarray:
         """A boolean per slot: alive, readable by `principal` and passing the filter."""
         slots = self._slots
-        acl = self._acl_classes.admitted(lambda sample: is_searchable(principal, sample))
+        reader = repr((principal.tenant, principal.user_id, tuple(principal.groups)))
+        acl = self._acl_classes.admitted(reader, lambda sample: is_searchable(principal, sample))
         allowed = self._alive[:slots] & acl[self._acl_class[:slots]]
+        if filters == MATCH_ALL:
+            return allowed
         if filter_fields(filters) <= set(DOCUMENT_FIELDS):
-            passing = self._document_classes.admitted(lambda sample: matches(filters, sample))
+            passing = self._document_classes.admitted(
+                repr(filters), lambda sample: matches(filters, sample)
+            )
             return allowed & passing[self._document_class[:slots]]
         for slot in np.flatnonzero(allowed):  # pages/headings differ per chunk
             allowed[slot] = matches(filters, self._items[slot])  # type: ignore[arg-type]
@@ -381,7 +400,7 @@ class ChunkIndex:
         lengths = self._lengths[: self._slots]
         average = average_length(lengths[allowed].sum(), documents)
         scores = np.zeros(self._slots, dtype=np.float64)
-        touched = []
+        touched = False
         for term in query_terms(text):
             postings = self._postings.get(term)
             if postings is None:
@@ -393,10 +412,10 @@ class ChunkIndex:
                 continue
             norms = length_norms(lengths[slots], average)
             scores[slots] += term_scores(idf(documents, len(slots)), counts, norms)
-            touched.append(slots)
+            touched = True
         if not touched:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
-        found = np.unique(np.concatenate(touched))
+        found = np.flatnonzero(scores > 0)  # every posting adds a positive amount
         return found, scores[found]
 
     def _read_postings(self, term: str, postings: _Postings) -> tuple[np.ndarray, np.ndarray]:

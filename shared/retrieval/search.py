@@ -2,9 +2,10 @@
 
 `Retriever.retrieve` embeds the question and asks one `VectorSearch` implementation:
 
-- `InMemoryIndex` (RETRIEVAL_MODE=memory; the emulator, small tenants): each tenant's live
-  chunks sit in a numpy matrix of unit vectors plus per-chunk term counts. Search is exact
-  cosine similarity and BM25 over only the chunks the principal may read and the filter
+- `InMemoryIndex` (RETRIEVAL_MODE=memory; the emulator, tenants up to ~100k chunks): each
+  tenant's live chunks sit in one contiguous float32 matrix of unit vectors plus an inverted
+  index of their terms (`shared.retrieval.memory_index`), both updated in place. Search is
+  exact cosine similarity and BM25 over only the chunks the principal may read and the filter
   passes, so another group's chunk cannot surface even at the bottom of a ranking, and BM25's
   corpus statistics come from readable chunks only.
 - `CosmosVectorIndex` (RETRIEVAL_MODE=cosmos; Azure): `ORDER BY VectorDistance` with the ACL
@@ -15,7 +16,8 @@
 
 The memory index is a `shared.storage.mirror.PartitionMirror` of the chunks container, one view
 per tenant holding its live chunks (delta by `_ts`, a live count, ids re-listed only after a
-deletion; at most one refresh per tenant every `refresh_seconds`).
+deletion; at most one refresh per tenant every `refresh_seconds`, which a question waits for
+at most `wait_seconds`).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ MODES: tuple[Mode, ...] = ("hybrid", "vector", "keyword")
 CANDIDATES = 50  # depth of each ranking fed to fusion (and of the Cosmos vector query)
 MAX_TOP_K = 50
 REFRESH_SECONDS = 5.0
+REFRESH_WAIT_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
@@ -164,33 +167,53 @@ LIVE_CHUNKS = Liveness(
 )
 
 
+@dataclass(frozen=True)
+class MemoryRefresh:
+    """How the memory index follows Cosmos: refresh period and a question's wait for one."""
+
+    seconds: float = REFRESH_SECONDS
+    wait_seconds: float | None = REFRESH_WAIT_SECONDS  # None: wait for the refresh to end
+
+
 class InMemoryIndex:
-    """Per-tenant in-process indexes: a mirror of the Cosmos chunks container's live chunks."""
+    """Per-tenant in-process indexes: a mirror of the Cosmos chunks container's live chunks.
+
+    Changes are applied in place (`TenantIndex`): after an ingestion only its chunks are read
+    and added, never the tenant. A question that finds its tenant due for a refresh waits at
+    most `wait_seconds` for it, then is answered from the current index while the refresh
+    (a big delta, applied in small batches) completes in the background.
+    """
 
     def __init__(
         self,
         store: CosmosStore,
         refresh_seconds: float = REFRESH_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        wait_seconds: float | None = REFRESH_WAIT_SECONDS,
     ) -> None:
         """`clock` schedules refreshes (liveness does not depend on time)."""
         self._mirror: PartitionMirror[TenantIndex] = PartitionMirror(
             store, CHUNKS, (*FIELDS, "embedding"), LIVE_CHUNKS, TenantIndex, refresh_seconds,
             monotonic=clock,
         )  # fmt: skip
+        self._wait_seconds = wait_seconds
 
     async def search(self, request: SearchRequest) -> list[RetrievedChunk]:
-        """Refreshes the tenant's index if due, then searches it."""
+        """Refreshes the tenant's index if due (a bounded wait), then searches it."""
         index = await self.tenant_index(request.principal.tenant)
         return index.search(request)
 
     async def tenant_index(self, tenant: str) -> TenantIndex:
-        """The tenant's index, refreshed first when the last refresh is older than allowed."""
-        return await self._mirror.view(tenant)
+        """The tenant's index; a due refresh is waited for at most `wait_seconds`."""
+        return await self._mirror.view(tenant, self._wait_seconds)
 
     async def refresh(self, tenant: str) -> TenantIndex:
-        """Refreshes the tenant's index now, whatever its age."""
+        """Refreshes the tenant's index now, whatever its age, and waits for it."""
         return await self._mirror.refresh(tenant)
+
+    async def settle(self) -> None:
+        """Waits for background refreshes in flight (tests, shutdown)."""
+        await self._mirror.settle()
 
 
 # Cosmos vector search --------------------------------------------------------------------------
@@ -286,11 +309,18 @@ class Retriever:
 
 
 def build_retriever(
-    mode: str, store: CosmosStore, embedder: Embedder, default_top_k: int
+    mode: str,
+    store: CosmosStore,
+    embedder: Embedder,
+    default_top_k: int,
+    refresh: MemoryRefresh | None = None,
 ) -> Retriever:
     """The retriever RETRIEVAL_MODE asks for; build it once per process (it holds the index)."""
-    index: VectorSearch = CosmosVectorIndex(store) if mode == "cosmos" else InMemoryIndex(store)
-    return Retriever(index, embedder, default_top_k)
+    if mode == "cosmos":
+        return Retriever(CosmosVectorIndex(store), embedder, default_top_k)
+    refresh = refresh or MemoryRefresh()
+    memory = InMemoryIndex(store, refresh.seconds, wait_seconds=refresh.wait_seconds)
+    return Retriever(memory, embedder, default_top_k)
 
 
 __all__ = [
@@ -299,6 +329,7 @@ __all__ = [
     "MODES",
     "CosmosVectorIndex",
     "InMemoryIndex",
+    "MemoryRefresh",
     "RetrievedChunk",
     "Retriever",
     "SearchRequest",

@@ -465,6 +465,7 @@ class CosmosStore:
         sql: str,
         parameters: Parameters | None = None,
         partition_key: PartitionKeyValue = None,
+        page_size: int | None = None,
     ) -> list[Item]:
         """Run a parameterised query; expired items are left out where the server keeps them.
 
@@ -472,9 +473,13 @@ class CosmosStore:
         also filter on the partition key (the emulator ignores the SDK argument; Azure uses it
         to route to one partition), else UnscopedQueryError. query_partition() writes that
         filter for you. Rows without `_ts` (projections, VALUE aggregates) are not TTL-filtered.
+        `page_size` caps the rows per response page (the SDK's max_item_count): large rows
+        then arrive and parse in small pieces, with the event loop free between pages.
         """
         proxy = self._container(container)
         options: dict[str, Any] = {"parameters": to_query_parameters(parameters)}
+        if page_size is not None:
+            options["max_item_count"] = page_size
         if partition_key is not None:
             self._require_partition_filter(container, sql)
             options["partition_key"] = partition_key
@@ -499,6 +504,7 @@ class CosmosStore:
         *,
         select: str = "*",
         order_by: str | None = None,
+        page_size: int | None = None,
     ) -> list[Item]:
         """Query one logical partition: SELECT {select} FROM c WHERE <pk> = @pk AND ({where}).
 
@@ -514,7 +520,7 @@ class CosmosStore:
         if order_by:
             sql += f" ORDER BY {order_by}"
         merged = {**(parameters or {}), "@pk": partition_key}
-        return await self.query(container, sql, merged, partition_key)
+        return await self.query(container, sql, merged, partition_key, page_size)
 
     async def write_batch(
         self,

@@ -21,6 +21,12 @@ version change feed does not report deletions, which invalidation and eviction n
 
 A failed refresh keeps serving the last view (a failed first load raises). `apply` lets the
 owner push rows it just wrote (or a delta it received some other way) without a refresh.
+
+A refresh never holds the event loop for long: rows arrive in pages of `PAGE_SIZE` and are
+applied `APPLY_BATCH` at a time with a yield in between, so questions served by the same
+process keep running while a large delta (a 1,000-page document's chunks) is taken in. With
+`view(partition, wait=...)` a caller bounds how long it waits for a due refresh of a loaded
+view: past that it is served the current view while the refresh finishes in the background.
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ from typing import Any, Generic, Protocol, TypeVar
 from shared.storage.cosmos import CosmosStore
 
 log = logging.getLogger(__name__)
+PAGE_SIZE = 100  # rows per Cosmos response page of a delta or a fetch
+APPLY_BATCH = 32  # rows applied between yields to the event loop
 Row = Mapping[str, Any]
 Clock = Callable[[], float]
 
@@ -82,6 +90,7 @@ class _Partition(Generic[V]):
     refreshed_at: float = -math.inf
     loaded: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    refreshing: asyncio.Task[None] | None = None  # a background refresh in flight
 
 
 class PartitionMirror(Generic[V]):
@@ -114,13 +123,25 @@ class PartitionMirror(Generic[V]):
         """The views held, by partition."""
         return {key: state.view for key, state in self._partitions.items()}
 
-    async def view(self, partition: str) -> V:
-        """The partition's view, refreshed first when older than `refresh_seconds`."""
+    async def view(self, partition: str, wait: float | None = None) -> V:
+        """The partition's view, refreshed first when older than `refresh_seconds`.
+
+        `wait` (seconds) bounds the wait for that refresh once the view has loaded: the caller
+        that finds the view due starts the refresh and waits at most `wait` for it; callers
+        arriving while it runs are served the current view at once. None waits for it to end.
+        """
         state = self._state(partition)
-        if self._is_due(state):
-            async with state.lock:  # one refresh at a time; waiters then find it fresh
-                if self._is_due(state):
-                    await self._refresh_or_keep(partition, state)
+        if not self._is_due(state):
+            return state.view
+        if wait is None or not state.loaded:
+            await self._refresh_when_due(partition, state)
+            return state.view
+        if state.refreshing is None or state.refreshing.done():
+            state.refreshing = asyncio.create_task(self._refresh_when_due(partition, state))
+            try:
+                await asyncio.wait_for(asyncio.shield(state.refreshing), wait)
+            except TimeoutError:
+                log.debug("%s/%s: refresh continues in the background", self._container, partition)
         return state.view
 
     async def refresh(self, partition: str) -> V:
@@ -152,6 +173,11 @@ class PartitionMirror(Generic[V]):
         for partition in partitions:
             self._partitions.pop(partition, None)
 
+    async def settle(self) -> None:
+        """Waits for the background refreshes in flight (before closing the Cosmos client)."""
+        tasks = [state.refreshing for state in self._partitions.values() if state.refreshing]
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     # refreshing ---------------------------------------------------------------------------
 
     def _state(self, partition: str) -> _Partition[V]:
@@ -163,6 +189,12 @@ class PartitionMirror(Generic[V]):
     def _is_due(self, state: _Partition[V]) -> bool:
         """True when the partition was never loaded or its refresh interval has passed."""
         return self._monotonic() - state.refreshed_at >= self._refresh_seconds
+
+    async def _refresh_when_due(self, partition: str, state: _Partition[V]) -> None:
+        """One refresh at a time; callers that waited for the lock then find it fresh."""
+        async with state.lock:
+            if self._is_due(state):
+                await self._refresh_or_keep(partition, state)
 
     async def _refresh_or_keep(self, partition: str, state: _Partition[V]) -> None:
         """A failed refresh keeps serving the last view; a failed first load raises."""
@@ -183,9 +215,9 @@ class PartitionMirror(Generic[V]):
         """Delta by `_ts`, then a live count; ids are re-listed only when the counts differ."""
         rows = await self._store.query_partition(
             self._container, partition, "c._ts >= @since", {"@since": state.last_ts},
-            select=f"{self._select}, c._ts",
+            select=f"{self._select}, c._ts", page_size=PAGE_SIZE,
         )  # fmt: skip
-        self._apply(state, rows)
+        await self._apply_in_batches(state, rows)
         for row in rows:
             state.last_ts = max(state.last_ts, int(row.get("_ts") or 0))
         now = self._clock()
@@ -196,6 +228,13 @@ class PartitionMirror(Generic[V]):
         if live and live[0] != state.view.live_count(now):
             await self._reconcile(partition, state, now)
         state.loaded = True
+
+    async def _apply_in_batches(self, state: _Partition[V], rows: Sequence[Row]) -> None:
+        """`_apply`, APPLY_BATCH rows at a time, yielding to the event loop in between."""
+        for start in range(0, len(rows), APPLY_BATCH):
+            if start:
+                await asyncio.sleep(0)
+            self._apply(state, rows[start : start + APPLY_BATCH])
 
     def _apply(self, state: _Partition[V], rows: Iterable[Row]) -> None:
         """Live rows in, others out."""
@@ -219,9 +258,9 @@ class PartitionMirror(Generic[V]):
         if missing:
             rows = await self._store.query_partition(
                 self._container, partition, "ARRAY_CONTAINS(@ids, c.id)", {"@ids": missing},
-                select=self._select,
+                select=self._select, page_size=PAGE_SIZE,
             )  # fmt: skip
-            self._apply(state, rows)
+            await self._apply_in_batches(state, rows)
 
 
 __all__ = ["Liveness", "MirrorView", "PartitionMirror"]

@@ -11,6 +11,7 @@ bit).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -72,12 +73,11 @@ def assert_equivalent(index: TenantIndex, scan: ScanIndex, questions: list[Any])
         principal = PRINCIPALS[number % len(PRINCIPALS)]
         filters = FILTERS[number % len(FILTERS)] if number % 2 else MATCH_ALL
         for mode in MODES:
-            for top_k in (5, 50):
-                request = SearchRequest(
-                    question.text, question.vector, principal, filters, top_k, mode
-                )
-                assert_same(index.search(request), scan.search(request), mode)
-                compared += 1
+            deep = SearchRequest(question.text, question.vector, principal, filters, 50, mode)
+            expected = scan.search(deep)  # the first 5 of 50 are the top 5: scanned once
+            assert_same(index.search(deep), expected, mode)
+            assert_same(index.search(replace(deep, top_k=5)), expected[:5], mode)
+            compared += 2
     return compared
 
 
@@ -89,8 +89,8 @@ def corpus() -> list[dict[str, Any]]:
 
 def test_same_results_after_loading(corpus: list[dict[str, Any]]) -> None:
     index, scan = both(corpus)
-    questions = synthetic.questions(48, corpus, seed=11, dimensions=DIMENSIONS)
-    assert assert_equivalent(index, scan, questions) == 48 * len(MODES) * 2
+    questions = synthetic.questions(40, corpus, seed=11, dimensions=DIMENSIONS)
+    assert assert_equivalent(index, scan, questions) == 40 * len(MODES) * 2
     # the questions were not vacuous: most found something in each mode
     request = SearchRequest(questions[0].text, questions[0].vector, PRINCIPALS[0], MATCH_ALL, 5)
     assert len(index.search(request)) == 5
@@ -101,7 +101,7 @@ def test_same_results_through_replacements_removals_and_compaction(
 ) -> None:
     index, scan = both(corpus)
     rng = np.random.default_rng(3)
-    questions = synthetic.questions(24, corpus, seed=5, dimensions=DIMENSIONS)
+    questions = synthetic.questions(18, corpus, seed=5, dimensions=DIMENSIONS)
     replacements = synthetic.chunks(300, dimensions=DIMENSIONS, seed=8)
     for n, replacement in enumerate(replacements):  # same ids, new text and vectors
         changed = {**replacement, "id": corpus[n * 7]["id"]}
