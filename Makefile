@@ -10,8 +10,10 @@ PY := $(VENV)/bin/python
 RUFF := $(VENV)/bin/ruff
 EMULATORS := $(PY) scripts/emulators.py
 PYTEST_ARGS ?=
+# checkov lives in its own virtualenv: its many pinned dependencies stay out of the app's.
+TOOLS_VENV := .venv-tools
 
-.PHONY: run test emulators stop status lint fmt bench clean distclean deps help
+.PHONY: run test emulators stop status lint fmt bench clean distclean deps help infra-check
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -19,6 +21,11 @@ help: ## List the targets
 $(VENV)/.installed: requirements.txt requirements-engines.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON_BOOTSTRAP) -m venv $(VENV)
 	$(PY) -m pip install --disable-pip-version-check -q -r requirements-dev.txt
+	@touch $@
+
+$(TOOLS_VENV)/.installed: requirements-tools.txt
+	@test -x $(TOOLS_VENV)/bin/python || $(PYTHON_BOOTSTRAP) -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/python -m pip install --disable-pip-version-check -q -r requirements-tools.txt
 	@touch $@
 
 node_modules/.installed: package-lock.json
@@ -37,7 +44,7 @@ run: deps local.settings.json ## Start the emulators and the local Functions hos
 	@echo "then:           curl -H \"Authorization: Bearer <token>\" http://127.0.0.1:7071/api/documents"
 	$(EMULATORS) run -- $(PY) -m devhost
 
-test: deps ## Run the test suite with the emulators (PYTEST_ARGS=... to pass options)
+test: deps infra-check ## Validate infra/ (checkov), then run the test suite with the emulators (PYTEST_ARGS=...)
 	$(EMULATORS) run -- $(PY) -m pytest $(PYTEST_ARGS)
 
 emulators: deps ## Start Azurite and the Cosmos emulator in the background (reuses running ones)
@@ -49,9 +56,12 @@ stop: ## Stop the emulators started by `make emulators`
 status: ## Show whether the emulators answer
 	@python3 scripts/emulators.py status
 
-lint: $(VENV)/.installed ## Check lint and formatting (ruff)
+lint: $(VENV)/.installed infra-check ## Check lint and formatting (ruff) and the Bicep templates (checkov)
 	$(RUFF) check .
 	$(RUFF) format --check .
+
+infra-check: $(VENV)/.installed $(TOOLS_VENV)/.installed ## Validate infra/*.bicep offline with checkov: zero failed checks
+	$(PY) scripts/infra_check.py --checkov $(TOOLS_VENV)/bin/checkov
 
 fmt: $(VENV)/.installed ## Format the code and apply safe lint fixes (ruff)
 	$(RUFF) check --fix .
@@ -71,5 +81,5 @@ bench: deps ## Run the benchmarks (python -m bench, else each bench/*.py) with t
 clean: stop ## Stop the emulators and remove local data (.data, .devhost)
 	rm -rf .data .devhost
 
-distclean: clean ## Also remove the virtualenv and node_modules
-	rm -rf $(VENV) node_modules
+distclean: clean ## Also remove the virtualenvs and node_modules
+	rm -rf $(VENV) $(TOOLS_VENV) node_modules
