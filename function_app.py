@@ -31,6 +31,7 @@ from shared.chat.gateway import (
 )
 from shared.chat.models import ChatRequest, CompletionRequest, parse_model
 from shared.chat.responses import (
+    chat_events,
     chat_response,
     completion_events,
     completion_json,
@@ -40,8 +41,10 @@ from shared.chat.responses import (
     stream_headers,
     tier_of_model,
 )
-from shared.config import get_settings
+from shared.config import Settings, get_settings
+from shared.console import read_asset, security_headers, sign_in
 from shared.documents.lifecycle import AclChange, DocumentWriteDenied, parse_upload
+from shared.documents.pages import page_view
 from shared.errors import InvalidRequest
 from shared.health import check_dependencies
 from shared.http import Api, json_response
@@ -49,7 +52,7 @@ from shared.ingestion.contract import Upload
 from shared.ingestion.start import start_ingestion
 from shared.security.audit import parse_filter
 from shared.security.principal import Principal
-from shared.security.rbac import PermissionDenied, has_permission
+from shared.security.rbac import SIGNED_IN, PermissionDenied, has_permission, permissions_of
 from shared.services import get_services
 
 log = logging.getLogger(__name__)
@@ -92,6 +95,50 @@ async def health(req: Request) -> Response:
         services.health_probes(), services.settings.health.timeout_seconds
     )
     return json_response(report, 200 if healthy else 503)
+
+
+@api.route("me", ["GET"], SIGNED_IN)
+async def me(req: Request, principal: Principal) -> Response:
+    """Who the caller is: user, tenant, groups, roles and the permissions they grant."""
+    return json_response(
+        {
+            "user": principal.user_id,
+            "tenant": principal.tenant,
+            "groups": list(principal.groups),
+            "roles": list(principal.roles),
+            "permissions": sorted(permissions_of(principal)),
+        }
+    )
+
+
+# Web console -------------------------------------------------------------------------------------
+# An anonymous static shell (no data in it); every call it makes to the API carries a token.
+
+
+def _console_sign_in(current: Settings) -> Any:
+    web, auth = current.web, current.auth
+    return sign_in(web.client_id, web.authority, web.api_scopes, auth.client_id, auth.dev_issuer)
+
+
+@api.route("app/config.json", ["GET"], permission=None)
+async def console_config(req: Request) -> Response:
+    """How the console signs people in (Entra ID with MSAL.js, or the devhost's dev sign-in)."""
+    signin = _console_sign_in(get_settings())
+    return json_response(signin.as_json(), headers=security_headers(signin))
+
+
+@api.route("app/{*path}", ["GET"], permission=None)
+async def console(req: Request) -> Response:
+    """The console's static files (web/), with a strict Content-Security-Policy."""
+    headers = security_headers(_console_sign_in(get_settings()))
+    if not req.url.path.endswith("/") and not req.path_params.get("path"):
+        # /api/app -> /api/app/: the page's relative URLs resolve below it
+        return Response(status_code=308, headers={**headers, "Location": req.url.path + "/"})
+    asset = read_asset(req.path_params.get("path") or "")
+    headers["ETag"] = asset.etag
+    if req.headers.get("if-none-match") == asset.etag:
+        return Response(status_code=304, headers=headers)
+    return Response(asset.body, media_type=asset.media_type, headers=headers)
 
 
 # Documents API ---------------------------------------------------------------------------------
@@ -147,6 +194,25 @@ async def get_document(
     return json_response(body)
 
 
+@api.route("documents/{id}/pages/{page:int}", ["GET"], "documents:read")
+async def get_document_page(req: Request, principal: Principal) -> Response:
+    """One page of a readable document: its indexed passages, and where its image is."""
+    library = (await get_services()).documents
+    record = await library.readable_record(principal, req.path_params["id"])
+    page = int(req.path_params["page"])
+    passages = await library.page_passages(record, page)
+    return json_response(page_view(record, page, passages))
+
+
+@api.route("documents/{id}/pages/{page:int}/image", ["GET"], "documents:read")
+async def get_document_page_image(req: Request, principal: Principal) -> Response:
+    """One page of a readable PDF or image as PNG (404 for formats without page images)."""
+    library = (await get_services()).documents
+    record = await library.readable_record(principal, req.path_params["id"])
+    png = await library.page_image(record, int(req.path_params["page"]))
+    return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=300"})
+
+
 @api.route("documents/{id}", ["DELETE"], "documents:write", durable_client=True)
 async def delete_document(
     req: Request, principal: Principal, client: df.DurableOrchestrationClient
@@ -195,6 +261,12 @@ async def chat(req: Request, principal: Principal) -> Response:
     query = chat_query(request, chat_settings.retrieval_top_k)
     controls = chat_controls(req.headers, request)
     deadline = deadline_for(req.headers, chat_settings.deadline_seconds)
+    if request.stream:
+        stream = await services.governed_chat.stream(principal, query, controls, deadline)
+        events = chat_events(stream, "/api/chat")
+        return StreamingResponse(
+            events, media_type="text/event-stream", headers=stream_headers(stream)
+        )
     governed = await services.governed_chat.run(principal, query, controls, deadline)
     return chat_response(governed.result, governed.headers)
 

@@ -118,9 +118,12 @@ class DevHost:
         app = create_web_app(self.config, self.functions, self.invoker, self.client_binding())
         if self.durable_api:
             self.durable_api.add_routes(app)
+        from devhost import dev_signin
         from devhost.dev_issuer import mount as mount_dev_issuer
 
-        mount_dev_issuer(app, self.config.data_dir, self.config.base_url)
+        issuer = mount_dev_issuer(app, self.config.data_dir, self.config.base_url)
+        if issuer is not None:  # refused in Azure, and the console's sign-in with it
+            dev_signin.add_routes(app, issuer)
         return app
 
     def background_services(self) -> list[Callable[[], object]]:

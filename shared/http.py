@@ -45,9 +45,9 @@ def json_response(
     return Response(body, status_code=status, headers=headers, media_type="application/json")
 
 
-def problem_response(problem: Problem, instance: str | None = None) -> Response:
-    """An RFC 9457 `application/problem+json` response."""
-    body = {
+def problem_body(problem: Problem, instance: str | None = None) -> dict[str, Any]:
+    """An RFC 9457 problem details object."""
+    return {
         "type": problem.type,
         "title": problem.heading,
         "status": problem.status,
@@ -55,15 +55,20 @@ def problem_response(problem: Problem, instance: str | None = None) -> Response:
         **({"instance": instance} if instance else {}),
         **problem.extra,
     }
+
+
+def problem_response(problem: Problem, instance: str | None = None) -> Response:
+    """An RFC 9457 `application/problem+json` response."""
     return Response(
-        json.dumps(body),
+        json.dumps(problem_body(problem, instance)),
         status_code=problem.status,
         headers=problem.headers,
         media_type=PROBLEM_JSON,
     )
 
 
-def _unexpected() -> Problem:
+def unexpected_problem() -> Problem:
+    """The 500 problem of an unexpected failure: only the trace id (details go to the log)."""
     return Problem(
         500,
         "docgate failed to serve this request; it has been logged.",
@@ -103,7 +108,7 @@ def endpoint(
                     problem = problem_for(error)
                     if problem is None:
                         log.exception("Unhandled error in %s %s", req.method, route)
-                        problem = _unexpected()
+                        problem = unexpected_problem()
                     response = render_problem(problem, route)
                 current.set_attribute("http.response.status_code", response.status_code)
                 return response
@@ -184,5 +189,7 @@ __all__ = [
     "ProblemError",
     "endpoint",
     "json_response",
+    "problem_body",
     "problem_response",
+    "unexpected_problem",
 ]

@@ -41,6 +41,7 @@ class ChatRequest(BaseModel):
     max_cost_usd: float | None = Field(default=None, ge=0)
     cache: Literal["no-cache", "no-store"] | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)
+    stream: bool = False  # server-sent events: `delta` pieces, then `done` (the JSON answer)
 
 
 class StreamOptions(BaseModel):

@@ -8,6 +8,7 @@ extra (citations), the usage chunk when asked, and `data: [DONE]`.
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -18,11 +19,12 @@ from starlette.responses import Response
 from shared.chat.governance import GovernedStream
 from shared.chat.service import ChatResult
 from shared.errors import NotFound
-from shared.http import json_response
-from shared.problems import Problem
+from shared.http import json_response, problem_body, unexpected_problem
+from shared.problems import Problem, problem_for
 from shared.security.exfiltration import count_neutralised, neutralise
 from shared.telemetry import current_trace_id
 
+log = logging.getLogger(__name__)
 MODEL_PREFIX = "docgate"
 OPENAI_ERROR_TYPES = {
     400: "invalid_request_error",
@@ -78,6 +80,33 @@ def chat_json(result: ChatResult) -> dict[str, Any]:
 def chat_response(result: ChatResult, governance: dict[str, str] | None = None) -> Response:
     """`POST /api/chat` as an HTTP response."""
     return json_response(chat_json(result), headers=docgate_headers(result, governance))
+
+
+def _event(name: str, payload: dict[str, Any]) -> str:
+    return f"event: {name}\ndata: {json.dumps(payload)}\n\n"
+
+
+async def chat_events(stream: GovernedStream, route: str) -> AsyncIterator[str]:
+    """`POST /api/chat` with `stream: true` as server-sent events: a `delta` event per piece of
+    text as the model generates it, then one `done` event holding the answer exactly as the
+    JSON response has it (citations, model, tier, region, cost, cache). A failure after the
+    first byte cannot change the status any more: it ends the stream with an `error` event
+    carrying the problem details."""
+    pieces = stream.pieces
+    try:
+        async for piece in pieces:
+            if isinstance(piece, ChatResult):
+                yield _event("done", chat_json(piece))
+            else:
+                yield _event("delta", {"text": piece})
+    except Exception as error:
+        problem = problem_for(error)
+        if problem is None:
+            log.exception("The chat stream failed")
+            problem = unexpected_problem()
+        yield _event("error", problem_body(problem, route))
+    finally:
+        await pieces.aclose()  # type: ignore[attr-defined]  # an async generator
 
 
 def content_with_sources(result: ChatResult) -> str:

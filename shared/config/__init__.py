@@ -37,6 +37,7 @@ from shared.config.sections import (
     RateLimitSettings,
     StorageSettings,
     TelemetrySettings,
+    WebSettings,
 )
 from shared.environment import environment
 
@@ -67,6 +68,7 @@ class Settings:
     budgets: BudgetSettings
     auth: AuthSettings
     injection: InjectionSettings
+    web: WebSettings
 
     def __repr__(self) -> str:
         """Shows every setting by its path but masks secrets: a logged Settings leaks none."""
@@ -176,6 +178,7 @@ __all__ = [
     "SettingsError",
     "StorageSettings",
     "TelemetrySettings",
+    "WebSettings",
     "get_settings",
     "load_settings",
     "parsers",

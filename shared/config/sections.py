@@ -732,3 +732,34 @@ class InjectionSettings:
         "Content Safety key, for local test doubles only; in Azure the managed identity is used.",
         secret=True,
     )
+
+
+# Console ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class WebSettings:
+    """The web console (`/api/app/`): how people sign in to it."""
+
+    client_id: str | None = setting(
+        "WEB_CLIENT_ID",
+        "The console's Entra ID app registration (a single-page application, redirect URI "
+        "https://<app>/api/app/): people sign in with MSAL.js (authorization code + PKCE). "
+        "Unset: the console offers the devhost's dev sign-in when AUTH_DEV_ISSUER is on, "
+        "otherwise it says that sign-in is not configured.",
+    )
+    authority: str = setting(
+        "WEB_AUTHORITY",
+        "The authority the console signs people in with, e.g. "
+        "https://login.microsoftonline.com/<tenant id>.",
+        default="https://login.microsoftonline.com/organizations",
+        parse=parsers.url,
+    )
+    api_scopes: tuple[str, ...] = setting(
+        "WEB_API_SCOPES",
+        "Comma-separated scopes the console requests for the API, e.g. "
+        "api://<AUTH_CLIENT_ID>/user_impersonation (map them to roles with AUTH_SCOPE_MAP, or "
+        "assign app roles). Unset: api://<AUTH_CLIENT_ID>/.default.",
+        default="",
+        parse=parsers.csv,
+    )

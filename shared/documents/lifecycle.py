@@ -11,6 +11,7 @@ Identity and write rules (README "Documents: identity and write rules"):
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -33,6 +34,14 @@ from shared.cache import SemanticCache
 from shared.documents import index, records
 from shared.documents.figures import FigureCache
 from shared.documents.names import InvalidName, blob_path, sanitize_blob_name
+from shared.documents.pages import (
+    NoPageImage,
+    Passage,
+    check_page,
+    has_page_image,
+    page_passages,
+    render_page,
+)
 from shared.documents.records import Acl, DocumentRecord
 from shared.documents.work import delete_prefix
 from shared.errors import Conflict, InvalidRequest, NotFound, PayloadTooLarge
@@ -299,6 +308,27 @@ class DocumentLibrary:
         """The tenant's documents the caller may read (document ACLs applied)."""
         listed = await records.list_records(self._store, principal.tenant)
         return [r for r in listed if r.state != "deleted" and can_read(principal, r.acl)]
+
+    async def page_passages(self, record: DocumentRecord, page: int) -> list[Passage]:
+        """The indexed passages on one page of a readable document."""
+        check_page(page, record.page_count)
+        return await page_passages(self._store, record.tenant, record.id, page)
+
+    async def page_image(self, record: DocumentRecord, page: int) -> bytes:
+        """One page of a readable PDF or image, rendered as PNG from the upload."""
+        if not has_page_image(record.media_type):
+            raise NoPageImage(
+                f"{record.media_type or 'this'} documents have no page images; PDFs and images do"
+            )
+        check_page(page, record.page_count)
+        blob = self._blobs.get_blob_client(record.container, record.blob_name)
+        try:
+            content = await (await blob.download_blob()).readall()
+        except ResourceNotFoundError:
+            raise DocumentNotFound(f"the file of document {record.id!r} is gone") from None
+        # PDFium and Pillow are CPU-bound: off the event loop, so other requests go on.
+        media_type = record.media_type or ""
+        return await asyncio.to_thread(render_page, content, media_type, page)
 
     async def delete_document(
         self, record: DocumentRecord, keep_blob: bool = False
