@@ -12,8 +12,9 @@ EMULATORS := $(PY) scripts/emulators.py
 PYTEST_ARGS ?=
 # checkov lives in its own virtualenv: its many pinned dependencies stay out of the app's.
 TOOLS_VENV := .venv-tools
+CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: run test emulators stop status lint fmt bench clean distclean deps help infra-check
+.PHONY: run test emulators stop status lint fmt bench clean distclean deps help infra-check browser
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -44,7 +45,21 @@ run: deps local.settings.json ## Start the emulators and the local Functions hos
 	@echo "then:           curl -H \"Authorization: Bearer <token>\" http://127.0.0.1:7071/api/documents"
 	$(EMULATORS) run -- $(PY) -m devhost
 
-test: deps infra-check ## Validate infra/ (checkov), then run the test suite with the emulators (PYTEST_ARGS=...)
+# The browser tests drive Debian's Chromium (Playwright downloads no browser). Installed here when
+# missing and we are root with apt; otherwise those tests skip and say why (CI requires them).
+browser: ## Install Debian's chromium for the browser tests when it is missing (root + apt)
+	@if [ -x "$(CHROMIUM)" ]; then \
+		echo "browser: $(CHROMIUM)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "browser: installing Debian's chromium (apt-get)"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
+			|| echo "browser: chromium could not be installed: the browser tests will skip"; \
+	else \
+		echo "browser: $(CHROMIUM) is missing and cannot be installed here (needs root and apt):" \
+			"the browser tests will skip"; \
+	fi
+
+test: deps infra-check browser ## Validate infra/ (checkov), then run the test suite with the emulators (PYTEST_ARGS=...)
 	$(EMULATORS) run -- $(PY) -m pytest $(PYTEST_ARGS)
 
 emulators: deps ## Start Azurite and the Cosmos emulator in the background (reuses running ones)

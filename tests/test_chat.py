@@ -138,6 +138,32 @@ def openai_client(app: Deployment, tenant: str = "contoso") -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{app.host.base_url}/api/v1", api_key=API_KEYS[tenant])
 
 
+def test_chat_streams_delta_events_then_the_whole_answer(app: Deployment) -> None:
+    question = [{"role": "user", "content": "What was revenue in 2023?"}]
+    status, headers, raw = ask(app, question, stream=True, cache="no-store")
+    assert status == 200 and headers["Content-Type"].startswith("text/event-stream")
+    events = [
+        (block.split("\n")[0].removeprefix("event: "), json.loads(block.split("\n")[1][6:]))
+        for block in raw.decode().strip().split("\n\n")
+    ]
+    names = [name for name, _ in events]
+    assert names[-1] == "done" and set(names[:-1]) == {"delta"} and len(names) > 2
+    done = events[-1][1]
+    assert "".join(data["text"] for _, data in events[:-1]) == done["answer"]
+    assert "5.3 million" in done["answer"]
+    assert done["citations"] and done["model"] == headers["x-docgate-model"]
+    plain = ask(app, question, cache="no-store")[2]
+    assert {key: plain[key] for key in ("answer", "citations", "tier")} == {
+        key: done[key] for key in ("answer", "citations", "tier")
+    }
+
+
+def test_a_refused_stream_is_a_problem_before_any_event(app: Deployment) -> None:
+    status, headers, problem = ask(app, [{"role": "assistant", "content": "hi"}], stream=True)
+    assert status == 400 and headers["Content-Type"] == "application/problem+json"
+    assert "user message" in problem["detail"]
+
+
 def test_openai_sdk_chat_completion_carries_citations(app: Deployment) -> None:
     completion = openai_client(app).chat.completions.create(
         model="docgate",

@@ -143,6 +143,50 @@ def test_document_listing_and_status_are_acl_trimmed(secured: Secured) -> None:
     assert secured.call("carol", "GET", f"/api/documents/{minutes}")[0] == 404
 
 
+def test_me_tells_any_signed_in_caller_who_they_are_and_what_they_may_do(
+    secured: Secured,
+) -> None:
+    status, _, bob = secured.call("bob", "GET", "/api/me")
+    assert status == 200
+    assert bob == {
+        "user": "bob",
+        "tenant": "contoso",
+        "groups": [],
+        "roles": ["user"],
+        "permissions": ["chat:execute", "documents:read"],
+    }
+    nobody = secured.issuer.mint_token("nobody", "contoso", [], [], "api://docgate-dev")
+    status, _, roleless = secured.call(None, "GET", "/api/me", token=nobody)
+    assert status == 200 and roleless["permissions"] == []  # signed in, allowed nothing
+    assert secured.call(None, "GET", "/api/me")[0] == 401
+
+
+def test_page_passages_and_images_are_acl_trimmed(secured: Secured) -> None:
+    report, minutes = secured.ids["public/report.pdf"], secured.ids["board/minutes.txt"]
+    status, _, page = secured.call("bob", "GET", f"/api/documents/{report}/pages/3")
+    assert status == 200, page
+    assert page["page"] == 3 and page["page_count"] == 3
+    assert any("No serious incidents" in p["text"] for p in page["passages"])
+    assert all(3 in p["pages"] for p in page["passages"])
+    assert page["image_url"] == f"/api/documents/{report}/pages/3/image"
+    request = urllib.request.Request(
+        f"{secured.app.host.base_url}{page['image_url']}",
+        headers={"Authorization": f"Bearer {secured.tokens['bob']}"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        assert response.headers["Content-Type"] == "image/png"
+        assert response.read()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Another person's, another tenant's, a missing page, a format without page images:
+    assert secured.call("bob", "GET", f"/api/documents/{minutes}/pages/1")[0] == 404
+    assert secured.call("bob", "GET", f"/api/documents/{minutes}/pages/1/image")[0] == 404
+    assert secured.call("carol", "GET", f"/api/documents/{report}/pages/1")[0] == 404
+    status, _, missing = secured.call("bob", "GET", f"/api/documents/{report}/pages/9")
+    assert status == 404 and "it has 3" in missing["detail"]
+    status, _, text = secured.call("alice", "GET", f"/api/documents/{minutes}/pages/1/image")
+    assert status == 404 and "PDFs and images" in text["detail"]
+    assert secured.call("alice", "GET", f"/api/documents/{minutes}/pages/1")[2]["image_url"] is None
+
+
 def test_chat_never_cites_what_the_caller_may_not_read(secured: Secured) -> None:
     question = "What is the confidential acquisition target and its codename?"
     alice = secured.ask("alice", question)

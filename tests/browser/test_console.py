@@ -1,0 +1,127 @@
+"""The web console in a real browser: sign in, upload and watch ingestion, ask, open a citation,
+and what a viewer who cannot chat is told."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import urllib.request
+from typing import Any
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from devhost.testing import HostProcess
+from tests.browser.conftest import Steps
+from tests.fixtures import bad_documents, documents
+
+pytestmark = pytest.mark.emulators
+INGESTION_TIMEOUT_MS = 180_000  # the whole pipeline on a loaded 2-core machine
+SAFETY_QUESTION = "Were any serious incidents recorded at the terminals?"
+SAFETY_PAGE = 3  # REPORT_SECTIONS[2] opens page 3 of report_pdf
+
+
+def sign_in(page: Page, user: str, tenant: str, roles: list[str], groups: str = "") -> None:
+    """The dev sign-in form, as a person fills it in."""
+    page.goto("/api/app/")
+    expect(page.get_by_role("heading", name="Sign in to docgate")).to_be_visible()
+    page.get_by_label("User", exact=True).fill(user)
+    page.get_by_label("Tenant").select_option(tenant)
+    for box in page.get_by_role("checkbox").all():
+        box.set_checked(box.get_attribute("value") in roles)
+    page.get_by_label("Groups (comma-separated)").fill(groups)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#who-name")).to_contain_text(f"{user} · {tenant}")
+
+
+def drop_files(page: Page, files: dict[str, tuple[bytes, str]]) -> None:
+    """Drags files onto the drop zone (a real `drop` event carrying a DataTransfer)."""
+    payload = [
+        {"name": name, "type": media_type, "data": base64.b64encode(content).decode()}
+        for name, (content, media_type) in files.items()
+    ]
+    transfer = page.evaluate_handle(
+        """(files) => {
+            const transfer = new DataTransfer();
+            for (const file of files) {
+                const bytes = Uint8Array.from(atob(file.data), (c) => c.charCodeAt(0));
+                transfer.items.add(new File([bytes], file.name, { type: file.type }));
+            }
+            return transfer;
+        }""",
+        payload,
+    )
+    page.locator(".dropzone").dispatch_event("drop", {"dataTransfer": transfer})
+
+
+def document_row(page: Page, name: str) -> Any:
+    return page.locator("tr", has=page.get_by_role("rowheader", name=name))
+
+
+def test_console_shell_is_static_anonymous_and_locked_down(console_app: HostProcess) -> None:
+    with urllib.request.urlopen(f"{console_app.base_url}/api/app/", timeout=30) as response:
+        policy = response.headers["Content-Security-Policy"]
+        assert response.headers["Content-Type"].startswith("text/html")
+        assert b"js/main.js" in response.read()
+    assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
+    with urllib.request.urlopen(f"{console_app.base_url}/api/app/config.json", timeout=30) as got:
+        assert json.load(got) == {"signin": "dev", "devSignin": "/runtime/dev-signin"}
+
+
+def test_upload_watch_ingestion_ask_and_open_the_cited_page(steps: Steps) -> None:
+    page = steps.page
+    sign_in(page, "dana", "contoso", ["developer"], "finance")
+    steps.shot("signed-in")
+
+    drop_files(
+        page,
+        {
+            "report.pdf": (documents.report_pdf(), "application/pdf"),
+            "locked.pdf": (bad_documents.encrypted_pdf(), "application/pdf"),
+        },
+    )
+    row, locked = document_row(page, "report.pdf"), document_row(page, "locked.pdf")
+    expect(row).to_be_visible()
+    expect(locked).to_be_visible()
+    steps.shot("uploading", readme="documents")
+    expect(row.locator(".state")).to_have_text("succeeded", timeout=INGESTION_TIMEOUT_MS)
+    expect(row.locator("td").nth(1)).to_have_text("3")  # pages
+    expect(locked.locator(".state")).to_have_text("failed", timeout=INGESTION_TIMEOUT_MS)
+    expect(locked.locator(".reason")).to_contain_text("password")  # the reason, in words
+    steps.shot("ingested")
+
+    page.get_by_role("link", name="Chat").click()
+    page.get_by_label("Question").fill(SAFETY_QUESTION)
+    page.get_by_role("button", name="Ask").click()
+    answer = page.locator(".turn.assistant").last
+    expect(answer.locator(".answer-meta")).to_be_visible(timeout=60_000)
+    expect(answer.locator(".text")).to_contain_text("No serious incidents")
+    expect(answer.locator(".answer-meta")).to_contain_text("local-extractive")
+    citation = answer.get_by_role("button", name=re.compile(r"report\.pdf, page 3"))
+    expect(citation).to_be_visible()
+    steps.shot("answered")
+
+    citation.first.click()
+    panel = page.get_by_role("complementary", name="Cited source")
+    expect(panel.get_by_role("heading", name="report.pdf")).to_be_visible()
+    expect(panel).to_contain_text(f"Page {SAFETY_PAGE}")
+    expect(panel.locator("mark").first).to_contain_text("No serious incidents")
+    image = panel.get_by_role("img", name=f"Page {SAFETY_PAGE} of report.pdf")
+    expect(image).to_be_visible()
+    assert image.evaluate("(img) => img.complete && img.naturalWidth > 0")
+    steps.shot("citation", readme="chat")
+
+
+def test_a_viewer_who_cannot_chat_is_told_why(steps: Steps) -> None:
+    page = steps.page
+    sign_in(page, "victor", "contoso", ["viewer"])
+    expect(page.get_by_role("heading", name="Documents")).to_be_visible()
+    expect(page.get_by_text("uploading needs the documents:write permission")).to_be_visible()
+    page.get_by_role("link", name="Chat").click()
+    denied = page.locator(".denied")
+    expect(denied).to_contain_text("You cannot chat")
+    expect(denied).to_contain_text("chat:execute")
+    expect(denied).to_contain_text("viewer")
+    expect(page.get_by_label("Question")).to_have_count(0)
+    steps.shot("viewer-denied")
