@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from devhost.testing import HostProcess
-from shared.security.rbac import ROLE_PERMISSIONS
+from shared.security.rbac import ROLE_PERMISSIONS, SIGNED_IN
 from tests.apphost import MASTER_KEY, app_environment, start_app
 from tests.conftest import EmulatorEndpoints
 
@@ -26,6 +26,9 @@ CHAT_BODY = json.dumps({"messages": [{"role": "user", "content": "hello"}]}).enc
 # (function, method, path, body, permission or None for anonymous)
 ROUTES = [
     ("health", "GET", "/api/health", None, None),
+    ("console", "GET", "/api/app/", None, None),  # the static shell: no data in it
+    ("console_config", "GET", "/api/app/config.json", None, None),
+    ("me", "GET", "/api/me", None, SIGNED_IN),
     (
         "upload_document",
         "POST",
@@ -43,11 +46,20 @@ ROUTES = [
         b'{"groups": ["finance"]}',
         "documents:write",
     ),
+    ("get_document_page", "GET", "/api/documents/unknown-id/pages/1", None, "documents:read"),
+    (
+        "get_document_page_image",
+        "GET",
+        "/api/documents/unknown-id/pages/1/image",
+        None,
+        "documents:read",
+    ),
     ("chat", "POST", "/api/chat", CHAT_BODY, "chat:execute"),
     ("chat_completions", "POST", "/api/v1/chat/completions", CHAT_BODY, "chat:execute"),
     ("list_models", "GET", "/api/v1/models", None, "chat:execute"),
     ("regions", "GET", "/api/regions", None, "regions:read"),
     ("usage", "GET", "/api/usage", None, "chat:execute"),
+    ("budgets", "GET", "/api/budgets", None, "usage:read-all"),
     ("cache_stats", "GET", "/api/cache/stats", None, "cache:admin"),
     ("clear_cache", "DELETE", "/api/cache", None, "cache:admin"),
     ("audit_log", "GET", "/api/audit", None, "audit:read"),
@@ -119,6 +131,6 @@ def test_route_by_role(
     permission: str | None,
 ) -> None:
     status = call(host, method, path, body, ROLE_KEYS[role])
-    allowed = permission is None or permission in ROLE_PERMISSIONS[role]
+    allowed = permission in (None, SIGNED_IN) or permission in ROLE_PERMISSIONS[role]
     assert status not in (401, 500)
     assert (status == 403) == (not allowed), (role, name, status)

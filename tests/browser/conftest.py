@@ -44,9 +44,11 @@ def _chromium_or_skip() -> Path:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """One headless Chromium for the session."""
+    """One headless Chromium per test module. Not per session: Playwright's sync API keeps an
+    asyncio loop running in this thread while it is open, and the async tests that follow
+    (pytest-asyncio) could not start theirs."""
     executable = _chromium_or_skip()
     from playwright.sync_api import sync_playwright
 
