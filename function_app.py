@@ -10,6 +10,7 @@ the warm-up trigger (`shared.services.get_services`). The same file runs under A
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Generator
 from dataclasses import asdict
 from typing import Any
@@ -22,6 +23,7 @@ from starlette.responses import Response, StreamingResponse
 
 from activities.registry import blueprint as activities
 from orchestrators.ingest import ingest as ingest_orchestration
+from shared.budgets.report import budget_report
 from shared.chat.gateway import (
     chat_controls,
     chat_query,
@@ -42,7 +44,7 @@ from shared.chat.responses import (
     tier_of_model,
 )
 from shared.config import Settings, get_settings
-from shared.console import read_asset, security_headers, sign_in
+from shared.console import SignIn, read_asset, security_headers, sign_in
 from shared.documents.lifecycle import AclChange, DocumentWriteDenied, parse_upload
 from shared.documents.pages import page_view
 from shared.errors import InvalidRequest
@@ -115,7 +117,7 @@ async def me(req: Request, principal: Principal) -> Response:
 # An anonymous static shell (no data in it); every call it makes to the API carries a token.
 
 
-def _console_sign_in(current: Settings) -> Any:
+def _console_sign_in(current: Settings) -> SignIn:
     web, auth = current.web, current.auth
     return sign_in(web.client_id, web.authority, web.api_scopes, auth.client_id, auth.dev_issuer)
 
@@ -337,6 +339,16 @@ async def usage(req: Request, principal: Principal) -> Response:
         day=params.get("day"), month=params.get("month"),
     )  # fmt: skip
     return json_response(asdict(totals))
+
+
+@api.route("budgets", ["GET"], "usage:read-all")
+async def budgets(req: Request, principal: Principal) -> Response:
+    """The tenant's and its users' spend this UTC day and month against their limits."""
+    services = await get_services()
+    report = await budget_report(
+        services.budget_counters, services.settings.budgets.policy, principal.tenant, time.time()
+    )
+    return json_response(report)
 
 
 @api.route("cache/stats", ["GET"], "cache:admin")
