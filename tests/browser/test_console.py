@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import urllib.error
 import urllib.request
 from typing import Any
 
@@ -20,6 +21,7 @@ pytestmark = pytest.mark.emulators
 INGESTION_TIMEOUT_MS = 180_000  # the whole pipeline on a loaded 2-core machine
 SAFETY_QUESTION = "Were any serious incidents recorded at the terminals?"
 SAFETY_PAGE = 3  # REPORT_SECTIONS[2] opens page 3 of report_pdf
+FLEET_NOTES = "Fleet notes\n\nThe fleet has twelve vessels, all registered in Rotterdam.\n"
 
 
 def sign_in(page: Page, user: str, tenant: str, roles: list[str], groups: str = "") -> None:
@@ -67,6 +69,13 @@ def test_console_shell_is_static_anonymous_and_locked_down(console_app: HostProc
     assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
     with urllib.request.urlopen(f"{console_app.base_url}/api/app/config.json", timeout=30) as got:
         assert json.load(got) == {"signin": "dev", "devSignin": "/runtime/dev-signin"}
+    with urllib.request.urlopen(f"{console_app.base_url}/api/app", timeout=30) as redirected:
+        assert redirected.url == f"{console_app.base_url}/api/app/"  # relative URLs resolve
+    missing = urllib.request.Request(f"{console_app.base_url}/api/app/js/nothing.js")
+    with pytest.raises(urllib.error.HTTPError) as error:
+        urllib.request.urlopen(missing, timeout=30)
+    assert error.value.code == 404
+    assert error.value.headers["Content-Type"] == "application/problem+json"
 
 
 def test_upload_watch_ingestion_ask_and_open_the_cited_page(steps: Steps) -> None:
@@ -125,3 +134,53 @@ def test_a_viewer_who_cannot_chat_is_told_why(steps: Steps) -> None:
     expect(denied).to_contain_text("viewer")
     expect(page.get_by_label("Question")).to_have_count(0)
     steps.shot("viewer-denied")
+
+
+def test_an_admin_sees_usage_budgets_cache_regions_and_the_audit_log(steps: Steps) -> None:
+    page = steps.page
+    sign_in(page, "root", "fabrikam", ["admin"])
+    drop_files(page, {"notes.txt": (FLEET_NOTES.encode(), "text/plain")})
+    row = document_row(page, "notes.txt")
+    expect(row.locator(".state")).to_have_text("succeeded", timeout=INGESTION_TIMEOUT_MS)
+    page.get_by_role("link", name="Chat").click()
+    for _ in range(2):  # the second time from the cache
+        page.get_by_label("Question").fill("How many vessels does the fleet have?")
+        page.get_by_role("button", name="Ask").click()
+        expect(page.locator(".answer-meta").last).to_be_visible(timeout=60_000)
+    expect(page.locator(".answer-meta").last).to_contain_text("from cache")
+
+    page.get_by_role("link", name="Operations").click()
+    expect(page.get_by_role("heading", name="Operations · fabrikam")).to_be_visible()
+    usage = page.get_by_role("region", name=re.compile("Usage and cost"))
+    expect(usage).to_contain_text("2 requests")
+    expect(usage.get_by_role("img", name=re.compile("Cost by user"))).to_contain_text("root")
+    expect(usage.get_by_role("rowheader", name="root")).to_be_visible()
+    expect(usage.get_by_role("rowheader", name="local-extractive")).to_be_visible()
+    cache = page.get_by_role("region", name="Semantic cache")
+    expect(cache).to_contain_text("hit rate")
+    expect(cache).to_contain_text("1 hits")
+    budgets = page.get_by_role("region", name="Budgets")
+    expect(budgets).to_contain_text("No budgets are set")
+    expect(budgets.get_by_role("rowheader", name="tenant").first).to_be_visible()
+    regions = page.get_by_role("region", name="LLM regions")
+    expect(regions).to_contain_text("No regions are configured")
+    audit = page.get_by_role("region", name="Audit log")
+    expect(audit.get_by_role("cell", name="upload")).to_be_visible()
+    expect(audit.get_by_role("cell", name="notes.txt")).to_be_visible()
+    steps.shot("operations", readme="operations")
+
+    audit.get_by_label("Action").select_option("delete")
+    audit.get_by_role("button", name="Filter").click()
+    expect(audit).to_contain_text("No audit records match.")
+    cache.get_by_role("button", name="Clear cache").click()
+    page.get_by_role("dialog").get_by_role("button", name="Clear cache").click()
+    expect(page.get_by_role("status")).to_contain_text("Cleared 1 cached answers.")
+
+
+def test_the_operator_views_are_not_offered_to_others(steps: Steps) -> None:
+    page = steps.page
+    sign_in(page, "dana", "contoso", ["developer"])
+    expect(page.get_by_role("link", name="Operations")).to_be_hidden()
+    page.goto("/api/app/#/operations")
+    page.reload()
+    expect(page.locator(".denied")).to_contain_text("need the admin role")

@@ -6,9 +6,10 @@ import {
 } from "./auth.js";
 import { renderChat } from "./chat.js";
 import { renderDocuments } from "./documents.js";
+import { renderOperations } from "./operations.js";
 import { clear, clearErrors, h, showError } from "./ui.js";
 
-const views = { documents: renderDocuments, chat: renderChat };
+const views = { documents: renderDocuments, chat: renderChat, operations: renderOperations };
 const state = { me: null, leave: null };
 
 async function boot() {
