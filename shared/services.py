@@ -442,9 +442,13 @@ class Services:
         if self.router_options is None:
             return None
         from shared.budgets.admission import BudgetGate, BudgetOptions
+        from shared.budgets.leases import LeasedBudgetGate, LeaseOptions
 
         settings = self.settings.budgets
         options = BudgetOptions(settings.policy, reservation_seconds=settings.reservation_seconds)
+        if settings.lease_fraction > 0:
+            leases = LeaseOptions(settings.lease_fraction, settings.lease_seconds)
+            return LeasedBudgetGate(self.budget_counters, options, self.router_options, leases)
         return BudgetGate(self.budget_counters, options, self.router_options)
 
     @cached_property

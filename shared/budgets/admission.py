@@ -22,7 +22,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 
-from shared.budgets.counters import BudgetCounters, Counter, CounterKey
+from shared.budgets.counters import BudgetCounters, CounterKey
 from shared.budgets.periods import PERIODS, period_end, period_key
 from shared.budgets.policy import BudgetPolicy, Scope
 from shared.routing.cost import Refusal, RouterOptions, TierChoice, step_down
@@ -65,6 +65,7 @@ class BudgetReservation:
     keys: tuple[CounterKey, ...]
     decision: TierChoice
     warning: str | None = None  # the value of WARNING_HEADER, when a soft limit was crossed
+    leases: tuple[str, ...] = ()  # the leases it was admitted from (shared/budgets/leases.py)
 
 
 def scopes_of(principal: Principal) -> tuple[Scope, Scope]:
@@ -127,22 +128,23 @@ class BudgetGate:
         if not limited:
             return BudgetReservation(uuid.uuid4().hex, 0.0, now, (), decision)
         read = await asyncio.gather(*(self._counters.read(item.key) for item in limited))
-        decision, warning = self._soften(decision, limited, read, now)
+        committed = [counter.committed_usd(now) for counter in read]
+        decision, warning = self._soften_committed(decision, limited, committed, now)
         for item, counter in zip(limited, read, strict=True):
             committed = counter.committed_usd(now)
             if committed + decision.estimated_cost_usd > item.limit:
                 return self._refuse(exceeded(item, committed, decision.estimated_cost_usd, now))
         return await self._reserve(decision, limited, warning, now)
 
-    def _soften(
-        self, decision: TierChoice, limited: list[Limited], read: list[Counter], now: float
+    def _soften_committed(
+        self, decision: TierChoice, limited: list[Limited], committed: list[float], now: float
     ) -> tuple[TierChoice, str | None]:
-        """`decision` a tier cheaper when it would cross a soft limit, and the warning."""
+        """`decision` a tier cheaper when it would cross a soft limit, and the warning;
+        `committed` is each counter's spent + reserved."""
         crossing = [
-            (item, counter.committed_usd(now))
-            for item, counter in zip(limited, read, strict=True)
-            if counter.committed_usd(now) + decision.estimated_cost_usd
-            > item.soft_ratio * item.limit
+            (item, spent)
+            for item, spent in zip(limited, committed, strict=True)
+            if spent + decision.estimated_cost_usd > item.soft_ratio * item.limit
         ]
         if not crossing:
             return decision, None

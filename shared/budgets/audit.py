@@ -8,6 +8,11 @@ Run it from a timer on any instance (several at once is safe):
 3. record a status item per counter, emit metrics, and at each warning ratio (80% and 100% by
    default) write one alert item, log a warning and call the webhook.
 
+Leases (shared/budgets/leases.py): a record admitted from a lease names it; while the lease
+is held in the counter the record is left out (its amount is inside the lease), once the lease
+is closed or swept the record counts. A lease never lapses by itself: a dead holder's lease
+counts in full until the sweep, whose spend the repair then takes from the ledger.
+
 Why the repair is race-free: callers write the ledger record BEFORE settling the counter. The
 audit reads the counter first (with its ETag), then the ledger, and writes the repaired spend
 with If-Match. Records whose reservation is still held in the counter it read are left out
@@ -93,7 +98,9 @@ def settled_spend(records: Iterable[UsageRecord], counter: Counter) -> float:
     return sum(
         record.cost_usd
         for record in records
-        if belongs(record, counter) and record.reservation_id not in held
+        if belongs(record, counter)
+        and record.reservation_id not in held
+        and not any(lease in held for lease in record.leases)
     )
 
 

@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 
 BUDGETS_CONTAINER = ContainerSpec("budgets", "/id")
 EPSILON_USD = 1e-9  # float sums of many small costs: never refuse over rounding noise
+# Reservations whose id starts with this are an instance's lease (shared/budgets/leases.py):
+# they never lapse by themselves, only the audit's sweep drops them once expired.
+LEASE_PREFIX = "lease:"
 
 
 @dataclass(frozen=True)
@@ -68,8 +71,17 @@ class Counter:
     etag: str | None = None
 
     def live(self, now: float) -> dict[str, Held]:
-        """The reservations that have not expired."""
-        return {rid: held for rid, held in self.reservations.items() if held.expires > now}
+        """The reservations that have not expired (a lease counts until the audit sweeps it:
+        its holder may have died with spend not yet turned into `spent_usd`)."""
+        return {
+            rid: held
+            for rid, held in self.reservations.items()
+            if held.expires > now or rid.startswith(LEASE_PREFIX)
+        }
+
+    def lapsed(self, now: float) -> list[str]:
+        """The reservations past their expiry, leases included (what the sweep drops)."""
+        return [rid for rid, held in self.reservations.items() if held.expires <= now]
 
     def reserved_usd(self, now: float) -> float:
         """The sum of live reservations."""
@@ -164,6 +176,14 @@ def releasing(reservation_id: str) -> Transition:
         return replace(counter, reservations=held)
 
     return apply
+
+
+def swept(counter: Counter, now: float) -> Counter:
+    """`counter` without any reservation past its expiry, leases included (the audit's sweep:
+    the spend of a dead holder's lease is then re-derived from the ledger)."""
+    lapsed = set(counter.lapsed(now))
+    held = {rid: h for rid, h in counter.reservations.items() if rid not in lapsed}
+    return replace(counter, reservations=held) if lapsed else counter
 
 
 def spending(spent_usd: float) -> Transition:
@@ -266,9 +286,9 @@ class BudgetCounters:
         now = self._clock()
         released = 0
         for counter in await self.all():
-            lapsed = len(counter.reservations) - len(counter.live(now))
+            lapsed = len(counter.lapsed(now))
             if lapsed:
-                await self.update(counter.key, lambda c, t: without_expired(c, t))
+                await self.update(counter.key, swept)
                 released += lapsed
                 log.info(
                     "budget counter %s: released %d lapsed reservations", counter.key.id, lapsed

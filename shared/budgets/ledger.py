@@ -38,6 +38,7 @@ class UsageRecord:
     trace_id: str | None = None
     reservation_id: str | None = None  # the budget reservation this request settled
     time: float = 0.0  # epoch seconds
+    leases: tuple[str, ...] = ()  # the budget leases it was admitted from (the audit needs them)
 
     @property
     def day(self) -> str:
@@ -57,7 +58,9 @@ class UsageRecord:
     def from_item(cls, item: dict[str, Any]) -> UsageRecord:
         """The record a Cosmos item holds."""
         names = cls.__dataclass_fields__
-        return cls(**{key: value for key, value in item.items() if key in names})
+        fields = {key: value for key, value in item.items() if key in names}
+        fields["leases"] = tuple(fields.get("leases") or ())
+        return cls(**fields)
 
 
 @dataclass

@@ -521,6 +521,7 @@ class GovernedChat:
                     completion_tokens=result.usage.completion_tokens, cost_usd=result.cost_usd,
                     cached=result.cached, trace_id=result.trace_id,
                     reservation_id=reservation.id if reservation else None, time=time.time(),
+                    leases=reservation.leases if reservation else (),
                 )
             )  # fmt: skip
             if reservation is not None and self.gate is not None:

@@ -588,6 +588,21 @@ class BudgetSettings:
         default="",
         parse=parse_budgets,
     )
+    lease_fraction: float = setting(
+        "BUDGET_LEASE_FRACTION",
+        "Leased slices: each instance reserves this share of a budget at once (one conditional "
+        "write) and admits misses from it in memory; spend never passes the budget. 0: one "
+        "reservation per request and counter.",
+        default="0.02",
+        parse=_share,
+    )
+    lease_seconds: float = setting(
+        "BUDGET_LEASE_SECONDS",
+        "How long an instance admits from one budget lease before it closes it (its unused "
+        "rest goes back to the budget).",
+        default="30",
+        parse=parsers.positive_number,
+    )
     reservation_seconds: float = setting(
         "BUDGET_RESERVATION_SECONDS",
         "How long a budget reservation holds if its request never settles (longer than "
