@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 from activities.context import IngestionContext
 from shared.documents.chunking import chunk_layout
+from shared.documents.detect import PPTX
 from shared.documents.layout import Layout
 from shared.ingestion.contract import CHUNKS, MERGED_LAYOUT, Chunked, Failure, Job
 
@@ -30,7 +31,9 @@ async def chunk_document(job: Job, context: IngestionContext) -> Chunked:
     work = context.work_area(job)
     layout = Layout.from_json(await work.get_json(MERGED_LAYOUT))
     await _attach_descriptions(context, layout)
-    chunks = chunk_layout(layout, context.chunking)
+    # Slides are units of their own: no chunk runs across two of them.
+    options = replace(context.chunking, pages_are_slides=job.media_type == PPTX)
+    chunks = chunk_layout(layout, options)
     if not chunks:
         return Chunked(
             failed=Failure("no_text", "no text was found in the document (nothing to index)")

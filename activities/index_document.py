@@ -33,7 +33,7 @@ async def _drafts(context: IngestionContext, job: Job) -> tuple[list[index.Chunk
             drafts.append(
                 index.ChunkDraft(
                     chunk["kind"], chunk["text"], chunk["pages"], chunk["headings"], vector,
-                    verdict,
+                    verdict, chunk.get("page_spans") or [],
                 )
             )  # fmt: skip
     return drafts, model

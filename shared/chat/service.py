@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from shared.documents.pagespans import page_of
 from shared.llm.prompts import (
     NOT_FOUND_ANSWER,
     Source,
@@ -33,6 +34,8 @@ NOTHING_FOUND = NOT_FOUND_ANSWER
 NO_SOURCES_MODEL = "none"
 QUOTE_CHARS = 240
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
+# A quotable piece: a sentence, or a line (bullets, table rows and slide text end without stops).
+_QUOTE_PIECE = re.compile(r"\S[^\n]*?(?:[.!?](?=\s)|(?=\n)|$)", re.MULTILINE)
 _WORD = re.compile(r"[a-z0-9]+")
 
 
@@ -102,12 +105,16 @@ def _words(text: str) -> set[str]:
     return set(_WORD.findall(text.lower()))
 
 
-def best_quote(chunk_text: str, claim: str) -> str:
-    """The chunk's sentence sharing most words with the claim, trimmed for display."""
-    sentences = [s.strip() for s in _SENTENCE.split(chunk_text) if s.strip()] or [chunk_text]
+def best_quote(chunk_text: str, claim: str) -> tuple[str, int]:
+    """The chunk's sentence or line sharing most words with the claim, trimmed for display,
+    and where it starts in the chunk (its page is the citation's page)."""
+    pieces = [(m.group(), m.start()) for m in _QUOTE_PIECE.finditer(chunk_text)]
+    if not pieces:
+        return chunk_text[:QUOTE_CHARS], 0
     claim_words = _words(claim)
-    best = max(sentences, key=lambda sentence: len(_words(sentence) & claim_words))
-    return best if len(best) <= QUOTE_CHARS else best[: QUOTE_CHARS - 1].rstrip() + "…"
+    best, offset = max(pieces, key=lambda piece: len(_words(piece[0]) & claim_words))
+    quote = best if len(best) <= QUOTE_CHARS else best[: QUOTE_CHARS - 1].rstrip() + "…"
+    return quote, offset
 
 
 def claims_by_source(answer: str) -> dict[int, str]:
@@ -148,15 +155,16 @@ def cite(answer: str, chunks: list[RetrievedChunk]) -> tuple[str, list[Citation]
     citations = []
     for number in sorted(claims):
         chunk = chunks[number - 1]
+        quote, offset = best_quote(chunk.text, claims[number])
         citations.append(
             Citation(
                 number=number,
                 document_id=chunk.document_id,
                 document_name=chunk.document_name,
-                page=chunk.pages[0] if chunk.pages else 1,
+                page=page_of(chunk.page_spans, offset, chunk.pages),
                 pages=list(chunk.pages),
                 chunk_id=chunk.id,
-                quote=best_quote(chunk.text, claims[number]),
+                quote=quote,
             )
         )
     return answer, citations

@@ -6,8 +6,12 @@ Where this differs from azure-search-openai-demo's splitter (see the anchors not
   the header rows. Tables continued on the next page are merged first.
 - Every chunk starts with its heading path ("# Report > ## Revenue"), so a chunk taken out of
   its section still says what it is about.
-- Pages are tracked through the splitter, so a chunk that runs over a page break cites both
-  pages.
+- Pages are tracked through the splitter, so a chunk that runs over a page break lists both
+  pages, and its `page_spans` say where each page's text sits in it (`pagespans.py`): a
+  citation names the page of the quoted sentence, not the chunk's first page. Table rows keep
+  the page they were printed on through the merge of continued tables.
+- Slides (`ChunkingOptions.pages_are_slides`): a chunk never spans two slides, and a slide's
+  heading path is its own title only (an untitled slide does not inherit the previous title).
 
 Rendering choice for tables: GitHub markdown, always, with a spanned cell's text repeated in every
 slot it covers (`Table.grid()`), rather than HTML with rowspan/colspan. Every row then stands on
@@ -46,6 +50,7 @@ from shared.documents.layout import (
     Table,
     TableCell,
 )
+from shared.documents.pagespans import PageSpan, spans_from_marks
 from shared.tokens import count_tokens, count_tokens_batch, truncate_to_tokens
 
 ChunkKind = Literal["text", "table", "figure"]
@@ -65,6 +70,7 @@ class ChunkingOptions:
 
     max_tokens: int = 500  # the heading path and a table's caption count towards it
     overlap_tokens: int = 50  # text repeated between consecutive text chunks of a section
+    pages_are_slides: bool = False  # a deck: each page is a unit no chunk runs across
 
     def __post_init__(self) -> None:
         if self.max_tokens < 16:
@@ -85,6 +91,7 @@ class Chunk:
     token_count: int
     table_id: str | None = None
     figure_ids: list[str] = field(default_factory=list)
+    page_spans: list[PageSpan] = field(default_factory=list)  # where each page's text sits
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON (for activity payloads and the index)."""
@@ -135,6 +142,7 @@ class _Draft:
     headings: list[str]
     table_id: str | None = None
     figure_ids: list[str] = field(default_factory=list)
+    page_marks: list[tuple[int, int]] = field(default_factory=list)  # (offset in text, page)
 
 
 def chunk_layout(layout: Layout, settings: ChunkingOptions) -> list[Chunk]:
@@ -143,7 +151,7 @@ def chunk_layout(layout: Layout, settings: ChunkingOptions) -> list[Chunk]:
     stream = _reading_order(layout.paragraphs, tables, layout.figures)
     length = lru_cache(maxsize=None)(count_tokens)  # the splitter re-measures the same pieces
     drafts: list[_Draft] = []
-    for section in _sections(stream):
+    for section in _sections(stream, settings.pages_are_slides):
         drafts.extend(_chunk_section(section, settings, length))
     drafts.sort(key=lambda draft: draft.position)  # stable: parts keep their order
     counts = count_tokens_batch([draft.text for draft in drafts])
@@ -157,6 +165,7 @@ def chunk_layout(layout: Layout, settings: ChunkingOptions) -> list[Chunk]:
             token_count=count,
             table_id=draft.table_id,
             figure_ids=draft.figure_ids,
+            page_spans=spans_from_marks(draft.page_marks or [(0, draft.pages[0])], len(draft.text)),
         )
         for ordinal, (draft, count) in enumerate(zip(drafts, counts, strict=True))
     ]
@@ -195,12 +204,20 @@ def _heading_level(paragraph: Paragraph) -> int:
     return 1 if paragraph.role == TITLE else 2
 
 
-def _sections(stream: list[_Item]) -> list[_Section]:
-    """The stream cut at each heading, each part labelled with its heading path."""
+def _sections(stream: list[_Item], slides: bool = False) -> list[_Section]:
+    """The stream cut at each heading, each part labelled with its heading path.
+
+    With `slides`, a new page also starts a section, with an empty heading path until the
+    slide's own title.
+    """
     path: list[_Heading] = []
     sections = [_Section(headings=())]
+    page = None
     for item in stream:
         element = item.element
+        if slides and element.page != page:
+            page, path = element.page, []
+            sections.append(_Section(headings=()))
         if isinstance(element, Paragraph) and _is_heading(element):
             level = _heading_level(element)
             while path and path[-1].level >= level:
@@ -283,6 +300,7 @@ def _text_drafts(
         length_function=length,
         strip_whitespace=True,
     )
+    body_offset = len(_with_heading(prefix, ""))  # where the piece starts in the chunk text
     drafts = []
     for start, piece in _locate(text, splitter.split_text(text)):
         covered = [b for b in blocks if b.start < start + len(piece) and b.end > start]
@@ -298,6 +316,7 @@ def _text_drafts(
                     for b in covered
                     if b.figure_id and b.start >= start and b.end <= start + len(piece)
                 ],
+                page_marks=[(body_offset + max(b.start - start, 0), b.page) for b in covered],
             )
         )
     return drafts
@@ -397,23 +416,39 @@ def _table_drafts(
     header_count = min(table.header_rows(), len(grid) - 1) if len(grid) > 1 else 0
     header = _header_line(grid[:header_count]) if header_count else None
     rows = [_markdown_row(row) for row in grid[header_count:]]
+    row_pages = [table.row_page(header_count + index) for index in range(len(rows))]
     caption = _one_line(table.caption or "")
     pages = sorted(set(table.pages or [table.page]))
 
-    def draft(part_rows: list[str], marker: str) -> _Draft:
+    def draft(part_rows: list[str], marker: str, first: int = 0) -> _Draft:
         title = " ".join(value for value in (caption, marker) if value)
         body = BLOCK_JOIN.join(v for v in (title, _markdown(header, part_rows, table)) if v)
         text = _with_heading(prefix, body)
-        return _Draft(item.position, "table", text, pages, headings, table.id)
+        marks = _row_marks(text, part_rows, row_pages[first : first + len(part_rows)])
+        part_pages = sorted({page for _, page in marks}) if marker else pages
+        return _Draft(item.position, "table", text, part_pages or pages, headings, table.id,
+                      page_marks=marks)  # fmt: skip
 
     whole = draft(rows, "")
     if count_tokens(whole.text) <= settings.max_tokens or len(rows) < 2:
         return [whole]
     groups = _row_groups(rows, header, prefix, caption, settings.max_tokens, table.column_count)
+    firsts = [sum(len(group) for group in groups[:index]) for index in range(len(groups))]
     return [
-        draft(group, f"(part {index} of {len(groups)})")
-        for index, group in enumerate(groups, start=1)
+        draft(group, f"(part {index} of {len(groups)})", first)
+        for index, (group, first) in enumerate(zip(groups, firsts, strict=True), start=1)
     ]
+
+
+def _row_marks(text: str, rows: list[str], pages: list[int]) -> list[tuple[int, int]]:
+    """(offset, page) of each row line in a table chunk's text, in order."""
+    marks, cursor = [], 0
+    for row, page in zip(rows, pages, strict=True):
+        offset = text.find(row, cursor)
+        if offset >= 0:
+            marks.append((offset, page))
+            cursor = offset + len(row)
+    return marks
 
 
 def _row_groups(
@@ -548,12 +583,15 @@ def _append_rows(previous: Table, table: Table, drop: int) -> Table:
     kept = [cell for cell in table.cells if cell.row + cell.row_span > drop]
     cells += [_shifted(cell, drop, shift) for cell in kept]
     pages = sorted({*(previous.pages or [previous.page]), *(table.pages or [table.page])})
+    row_pages = [previous.row_page(row) for row in range(previous.row_count)]
+    row_pages += [table.row_page(row) for row in range(drop, table.row_count)]
     return replace(
         previous,
         row_count=previous.row_count + table.row_count - drop,
         cells=cells,
         pages=pages,
         caption=previous.caption or table.caption,
+        row_pages=row_pages,
     )
 
 

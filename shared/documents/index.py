@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from shared.documents.figures import FigureCache
@@ -48,6 +48,7 @@ class ChunkDraft:
     headings: list[str]
     embedding: list[float]
     injection: dict[str, Any] | None = None  # the injection screen's stored verdict
+    page_spans: list[dict[str, int]] = field(default_factory=list)  # see pagespans.py
 
 
 def chunk_ids(doc_id: str, drafts: list[ChunkDraft], embedding_model: str) -> list[str]:
@@ -100,6 +101,7 @@ def chunk_item(
         "kind": draft.kind,
         "text": draft.text,
         "pages": draft.pages,
+        "page_spans": draft.page_spans,
         "headings": draft.headings,
         "embedding": draft.embedding,
         "embedding_model": model,

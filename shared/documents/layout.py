@@ -89,6 +89,11 @@ class Table:
     pages: list[int] = field(default_factory=list)
     caption: str | None = None
     region: Region | None = None
+    row_pages: list[int] = field(default_factory=list)  # each row's page; empty: all on `page`
+
+    def row_page(self, row: int) -> int:
+        """The page row `row` was printed on (a continued table's rows keep theirs)."""
+        return self.row_pages[row] if row < len(self.row_pages) else self.page
 
     def grid(self) -> list[list[str]]:
         """The cell texts as rows by columns, spanned cells repeated in each slot they cover."""

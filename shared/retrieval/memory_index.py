@@ -70,6 +70,7 @@ FIELDS = (
     "kind",
     "text",
     "pages",
+    "page_spans",
     "headings",
     "status",
     "injection",

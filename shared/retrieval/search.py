@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
@@ -68,6 +68,7 @@ class RetrievedChunk:
     vector_rank: int | None  # 1-based rank among readable chunks; None: not in the top
     keyword_rank: int | None
     injection: dict[str, Any] | None = None  # verdict stored at ingestion (None: unscreened)
+    page_spans: list[dict[str, int]] = field(default_factory=list)  # see documents/pagespans
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,7 @@ def to_result(
         vector_rank=ranks[0],
         keyword_rank=ranks[1],
         injection=item.get("injection"),
+        page_spans=list(item.get("page_spans") or []),
     )
 
 

@@ -29,6 +29,7 @@ from shared.documents.layout import (
     Table,
     TableCell,
 )
+from shared.documents.pagespans import page_of
 from shared.tokens import count_tokens
 
 SMALL = ChunkingOptions(max_tokens=80, overlap_tokens=10)
@@ -527,3 +528,83 @@ def test_does_not_merge_when_the_second_table_is_not_first_on_its_page() -> None
     other = make_table("t9", 2, 0, ["X", "Y", "Z"], [["1", "2", "3"]])
     second = make_table("t2", 2, 5, None, [["c", "3"]])
     assert [t.id for t in merge_continued_tables([first, second, other])] == ["t1", "t9", "t2"]
+
+
+# Page spans: where each page's text sits in a chunk (a citation's page is its quote's page)
+
+
+def page_at(chunk: Chunk, words: str) -> int:
+    """The page the chunk's spans give to `words`."""
+    return page_of(chunk.page_spans, chunk.text.index(words), chunk.pages)
+
+
+def test_spans_cover_a_multi_page_chunk_and_give_each_paragraph_its_page() -> None:
+    facts = [
+        "Cranes lift forty boxes an hour.",
+        "Tugs rotate every twelve days.",
+        "Pilots board at dawn.",
+    ]
+    layout = Layout(
+        paragraphs=[Paragraph("Harbour", 1, 0, role=TITLE)]
+        + [Paragraph(fact, page, 1) for page, fact in enumerate(facts, start=1)]
+    )
+    [chunk] = chunk_layout(layout, SMALL)
+    assert chunk.pages == [1, 2, 3]
+    assert chunk.page_spans[0]["start"] == 0 and chunk.page_spans[-1]["end"] == len(chunk.text)
+    assert all(a["end"] == b["start"] for a, b in itertools.pairwise(chunk.page_spans))
+    assert [page_at(chunk, fact) for fact in facts] == [1, 2, 3]
+    assert page_at(chunk, "# Harbour") == 1  # the heading path is on the first page
+
+
+def test_spans_follow_the_splitter_and_its_overlap() -> None:
+    paragraphs = [Paragraph(prose(f"page{page}", 6), page, 0) for page in range(1, 5)]
+    chunks = chunk_layout(Layout(paragraphs=paragraphs), SMALL)
+    assert len(chunks) > 2
+    for chunk in chunks:
+        assert {span["page"] for span in chunk.page_spans} == set(chunk.pages)
+        for page in chunk.pages:
+            for index in range(6):
+                words = sentence(f"page{page}", index)
+                if words in chunk.text:
+                    assert page_at(chunk, words) == page, (chunk.text, chunk.page_spans)
+
+
+def test_slides_never_share_a_chunk_and_do_not_inherit_titles() -> None:
+    layout = Layout(
+        paragraphs=[
+            Paragraph("Roadmap", 1, 0, role=TITLE),
+            Paragraph("We ship the crane app in May.", 1, 1),
+            Paragraph("The canteen serves soup on Thursdays.", 2, 0),  # an untitled slide
+            Paragraph("Parking costs nine euros.", 3, 0),
+        ]
+    )
+    blurred = chunk_layout(layout, SMALL)
+    assert [chunk.pages for chunk in blurred] == [[1, 2, 3]]  # not slides: one section
+    slides = chunk_layout(layout, ChunkingOptions(80, 10, pages_are_slides=True))
+    assert [chunk.pages for chunk in slides] == [[1], [2], [3]]
+    assert [chunk.headings for chunk in slides] == [["Roadmap"], [], []]
+    assert slides[1].text == "The canteen serves soup on Thursdays."
+
+
+def test_a_continued_table_keeps_the_page_of_each_row() -> None:
+    first = make_table("t1", 1, 5, ["Name", "Qty"], [["a", "1"], ["b", "2"]], caption="Stock")
+    second = make_table("t2", 2, 1, ["Name", "Qty"], [["c", "3"]])
+    [table] = chunk_layout(Layout(tables=[first, second]), SMALL)
+    assert table.pages == [1, 2]
+    assert [page_at(table, row) for row in ("Stock", "| a | 1 |", "| b | 2 |", "| c | 3 |")] == [
+        1, 1, 1, 2,
+    ]  # fmt: skip
+
+
+def test_parts_of_a_long_continued_table_list_only_their_pages() -> None:
+    rows = [[f"item{index}", str(index)] for index in range(40)]
+    first = make_table("t1", 1, 0, ["Name", "Qty"], rows[:20])
+    second = make_table("t2", 2, 0, ["Name", "Qty"], rows[20:])
+    parts = chunk_layout(Layout(tables=[first, second]), SMALL)
+    assert len(parts) > 2
+    assert parts[0].pages == [1] and parts[-1].pages == [2]
+    for part in parts:
+        for name, qty in rows:
+            row = f"| {name} | {qty} |"
+            if row in part.text:
+                assert page_at(part, row) == (1 if int(qty) < 20 else 2)
