@@ -57,6 +57,10 @@ SCAN_COVERAGE = 0.5  # an image over this share of the page is what a scan looks
 OCR_SCALE = 3.0
 MIN_FIGURE_POINTS = 16.0  # smaller images are bullets, rules and spacers, not figures
 MAX_FIGURE_SCALE = 3.0
+# A gap wider than this share of the font size separates words. pdfplumber's default is a
+# fixed 3 points, which glues every word of a tightly set 10-point body (the space is ~2.5 pt)
+# into one ("Thisisversion0.21oftheSharedMIME-info...") and splits nothing at large sizes.
+WORD_GAP = 0.15
 MAX_FIGURE_PIXELS = 2000  # longest side of a rendered figure crop
 MARGIN_BAND = 0.075  # top/bottom share of the page where running headers and footers sit
 COLUMN_GAP = 2.5  # a gap between words wider than this many text sizes separates columns
@@ -152,10 +156,16 @@ def _read_page(page: PlumberPage, pdfium_page: pypdfium2.PdfPage) -> _PageRead:
         images=[image for image in page.images if _is_figure_sized(image)],
     )
     if read.has_text_layer:
-        read.tables = [table for table in page.find_tables() if table.cells]
-        read.table_bold_rows = [_first_row_bold(page, table) for table in read.tables]
         # Extracted now, while the page is parsed: after close() pdfplumber would parse it again.
-        read.table_texts = [table.extract() for table in read.tables]
+        found = [
+            (table, table.extract(x_tolerance_ratio=WORD_GAP))
+            for table in page.find_tables()
+            if table.cells
+        ]
+        kept = [(table, rows) for table, rows in found if _is_tabular(rows)]
+        read.tables = [table for table, _ in kept]
+        read.table_texts = [rows for _, rows in kept]
+        read.table_bold_rows = [_first_row_bold(page, table) for table in read.tables]
         read.lines = _text_lines(_without_tables(page, read.tables))
     else:
         read.images = [image for image in read.images if not _is_scan(image, page)]
@@ -207,7 +217,9 @@ def _without_tables(page: PlumberPage, tables: list[PlumberTable]) -> PlumberPag
 
 def _text_lines(page: PlumberPage) -> list[TextLine]:
     """Words clustered into lines, split where a wide gap separates columns."""
-    words = page.extract_words(extra_attrs=["size", "fontname"], keep_blank_chars=False)
+    words = page.extract_words(
+        extra_attrs=["size", "fontname"], keep_blank_chars=False, x_tolerance_ratio=WORD_GAP
+    )
     rows: list[list[dict[str, Any]]] = []
     for word in sorted(words, key=lambda item: (round(item["top"]), item["x0"])):
         if rows and _same_line(rows[-1][0], word):
@@ -260,10 +272,19 @@ def _ocr_lines(pdfium_page: pypdfium2.PdfPage) -> list[TextLine]:
     return read_lines(image, scale=OCR_SCALE)
 
 
+def _is_tabular(rows: list[list[str | None]]) -> bool:
+    """Whether ruled boxes hold a table: at least two rows have two cells with text. Shaded
+    frames and boxed layouts (a slide's title, body and footer bars; a framed note) find
+    "tables" whose rows are one merged cell each, bar perhaps a split footer line; their text
+    is read as paragraphs instead."""
+    return sum(sum(1 for cell in row if cell and cell.strip()) >= 2 for row in rows) >= 2
+
+
 def _first_row_bold(page: PlumberPage, table: PlumberTable) -> bool:
     """Whether the first row is set in bold while the rest of the table is not."""
     first = table.rows[0].bbox
-    chars = page.within_bbox(table.bbox).chars
+    # strict=False: a table found at the page edge may overhang the page box by a rounding error.
+    chars = page.within_bbox(table.bbox, strict=False).chars
     head = [char for char in chars if first[1] <= char["top"] < first[3] and char["text"].strip()]
     body = [char for char in chars if char["top"] >= first[3] and char["text"].strip()]
     head_bold = bool(head) and all(BOLD_FONT.search(char["fontname"]) for char in head)
