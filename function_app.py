@@ -416,7 +416,8 @@ async def on_upload(blob: func.InputStream, client: df.DurableOrchestrationClien
     arg_name="timer", schedule=settings.ingestion.reconcile_schedule, run_on_startup=False
 )
 async def reconcile_documents(timer: func.TimerRequest) -> None:
-    """Documents whose blob was deleted outside the API lose their chunks."""
+    """Documents whose blob was deleted outside the API lose their chunks; documents from
+    before tenant folders move into theirs."""
     summary = await (await get_services()).documents.reconcile()
     log.info("Reconciliation: %s", summary)
 

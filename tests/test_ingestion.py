@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -283,6 +284,34 @@ def _exists(app: Deployment, doc_id: str) -> bool:
         query, parameters=[{"name": "@id", "value": doc_id}], enable_cross_partition_query=True
     )
     return list(items) == [1]
+
+
+def test_a_document_from_before_tenant_folders_moves_into_its_folder(app: Deployment) -> None:
+    # What main held before tenant folders: a blob at the root, its tenant in metadata, and a
+    # record whose id hashed the path alone (no `blob` field).
+    name = "legacy/old.md"
+    app.blobs.get_blob_client(app.name, name).upload_blob(
+        documents.markdown_text(), overwrite=True, metadata={"tenant": "contoso"}
+    )
+    old_id = hashlib.sha256(f"{app.name}/{name}".encode()).hexdigest()[:32]
+    finance = {"users": [], "groups": ["finance"], "tenant_wide": False}
+    app.database.get_container_client("documents").upsert_item(
+        {"id": old_id, "tenant": "contoso", "name": name, "container": app.name,
+         "state": "succeeded", "step": "done", "percent": 100, "acl": finance}
+    )  # fmt: skip
+    new_id = document_id("contoso", app.name, name)
+
+    def moved() -> dict[str, Any] | None:
+        status = app.status(new_id)
+        return status if status.get("state") == "succeeded" else None
+
+    status = wait_until(moved, timeout=180, host=app.host)
+    assert status["acl"] == finance and status["name"] == name
+    assert app.chunks(new_id)
+    assert app.status(old_id)["http"] == 404  # a tombstone now
+    with pytest.raises(ResourceNotFoundError):
+        app.blobs.get_blob_client(app.name, name).get_blob_properties()
+    assert app.blob(name).get_blob_properties().metadata["docgate_moved_from"] == old_id
 
 
 def test_a_blob_deleted_outside_the_api_loses_its_chunks(app: Deployment) -> None:

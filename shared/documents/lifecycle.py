@@ -52,6 +52,7 @@ from shared.storage.cosmos import CosmosStore
 
 log = logging.getLogger(__name__)
 STALE_STAGED_SECONDS = 3600
+MOVED_FROM = "docgate_moved_from"  # blob metadata: the pre-tenant-folder document it replaced
 
 
 @dataclass(frozen=True)
@@ -351,8 +352,9 @@ class DocumentLibrary:
         return {"blob": blob_deleted, **removed, "work_files": work_files}
 
     async def reconcile(self) -> dict[str, int]:
-        """Finds documents whose blob was deleted outside the API and removes their index."""
-        removed = 0
+        """Finds documents whose blob was deleted outside the API and removes their index;
+        moves documents from before tenant folders into theirs."""
+        removed = moved = 0
         for record in await records.all_live_records(self._store):
             if record.state in ("queued", "running") and not _stale(record):
                 continue  # its orchestration will notice, and finish or fail
@@ -360,7 +362,51 @@ class DocumentLibrary:
             if not await blob.exists():
                 await self.delete_document(record, keep_blob=True)
                 removed += 1
-        return {"documents_removed": removed}
+            elif not record.blob and await self._move_to_tenant_folder(record):
+                moved += 1
+        return {"documents_removed": removed, "documents_moved": moved}
+
+    async def _move_to_tenant_folder(self, record: DocumentRecord) -> bool:
+        """A document from before tenant folders (its blob at the container's root): the blob is
+        copied to `{tenant}/{name}` with its tenant and ACL, where the trigger ingests it as the
+        document of that tenant and name, then the old document is deleted (its blob, index and
+        cached answers; a tombstone stays under the old id). Idempotent: a copy this move made
+        is recognised by its `docgate_moved_from` metadata. False when it cannot move now."""
+        acl = record.acl
+        if not (acl.get("tenant_wide") or acl.get("users") or acl.get("groups")):
+            return False  # readable by nobody (an unreadable ACL): left for its owner to fix
+        try:
+            path = blob_path(record.tenant, sanitize_blob_name(record.name))
+        except InvalidName:
+            log.warning("Document %s (%s) cannot move to a tenant folder", record.id, record.name)
+            return False
+        target = self._blobs.get_blob_client(record.container, path)
+        copied = await _properties(target)
+        if copied is None:
+            source = self._blobs.get_blob_client(record.container, record.name)
+            try:
+                await self._copy(source, target, record)
+            except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
+                return False  # raced by an upload or a change: the next run decides again
+        elif (copied.metadata or {}).get(MOVED_FROM) != record.id:
+            log.warning(
+                "Document %s (%s) stays at the root: %s already holds another document",
+                record.id, record.name, path,
+            )  # fmt: skip
+            return False
+        await self.delete_document(record)
+        log.info("Moved document %s (%s) to %s", record.id, record.name, path)
+        return True
+
+    async def _copy(self, source: BlobClient, target: BlobClient, record: DocumentRecord) -> None:
+        """Copies exactly the version read (ETag-conditioned), create-only."""
+        properties = await source.get_blob_properties()
+        downloader = await source.download_blob(
+            etag=properties.etag, match_condition=MatchConditions.IfNotModified
+        )
+        metadata = _metadata(record.tenant, Acl.from_item(record.acl), properties.metadata)
+        metadata[MOVED_FROM] = record.id
+        await target.upload_blob(await downloader.readall(), metadata=metadata, overwrite=False)
 
     async def _delete_blob(self, record: DocumentRecord) -> bool:
         blob = self._blobs.get_blob_client(record.container, record.blob_name)
