@@ -510,7 +510,8 @@ class Services:
         from shared.resilience.ratelimit_store import CosmosBucketStore
         from shared.security.throttle import CredentialThrottle
 
-        return CredentialThrottle(CosmosBucketStore(self.store), per_minute)
+        header = self.settings.auth.client_address_header
+        return CredentialThrottle(CosmosBucketStore(self.store), per_minute, address_header=header)
 
     @cached_property
     def gatekeeper(self) -> Gatekeeper:

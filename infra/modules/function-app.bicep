@@ -98,6 +98,8 @@ var appSettings = {
   BUDGETS: empty(budgets) ? '' : string(budgets)
   AUTH_CLIENT_ID: authClientId
   AUTH_TENANTS: empty(authTenants) ? '' : string(authTenants)
+  // Only Front Door reaches the app (access restrictions): its socket address is the client's.
+  AUTH_CLIENT_ADDRESS_HEADER: 'X-Azure-SocketIP'
   ANSWER_ALLOWED_HOSTS: answerAllowedHosts
 }
 

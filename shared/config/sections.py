@@ -673,6 +673,12 @@ class AuthSettings:
         default="20",
         parse=parsers.non_negative_integer,
     )
+    client_address_header: str | None = setting(
+        "AUTH_CLIENT_ADDRESS_HEADER",
+        "Request header holding the client address credential throttling counts by, set by an "
+        "edge clients cannot bypass (behind Azure Front Door: X-Azure-SocketIP). Unset: the "
+        "last X-Forwarded-For entry, else the connection's peer.",
+    )
     dev_issuer: bool = setting(
         "AUTH_DEV_ISSUER",
         "The authority is devhost's local dev issuer (`python -m devhost token ...` mints "

@@ -21,7 +21,7 @@ from shared.security.auth import (
 )
 from shared.security.principal import Principal
 from shared.security.rbac import PermissionDenied, require_permission
-from shared.security.throttle import CredentialsThrottled, CredentialThrottle, client_source
+from shared.security.throttle import CredentialsThrottled, CredentialThrottle
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +39,8 @@ class Gatekeeper:
     ) -> Principal:
         """The caller, or Unauthenticated / IdentityProviderUnavailable / CredentialsThrottled /
         PermissionDenied."""
-        source = client_source(headers, peer)
-        credentialed = presented_credential(headers) is not None
-        if credentialed:
+        source = self.throttle.source_of(headers, peer) if self.throttle else "-"
+        if presented_credential(headers) is not None:
             await self._check(source)
         try:
             principal = await self.authenticator.authenticate(headers)

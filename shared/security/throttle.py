@@ -48,12 +48,15 @@ class CredentialsThrottled(Exception):
         return {"Retry-After": str(self.retry_after_seconds)}
 
 
-def client_source(headers: Mapping[str, str], peer: str | None) -> str:
-    """The client's address: the last `X-Forwarded-For` entry (the one the platform's front end
-    appended; earlier entries are whatever the client wrote), else the connection's peer."""
+def client_source(headers: Mapping[str, str], peer: str | None, header: str | None = None) -> str:
+    """The client's address: `header` when the deployment names one its edge sets and clients
+    cannot (Azure Front Door's `X-Azure-SocketIP`); else the last `X-Forwarded-For` entry (the
+    one the nearest proxy appended; earlier entries are whatever the client wrote); else the
+    connection's peer."""
+    named = headers.get(header.lower(), "").strip() if header else ""
     forwarded = [part.strip() for part in headers.get("x-forwarded-for", "").split(",")]
     last = next((part for part in reversed(forwarded) if part), None)
-    address = last or peer or "unknown"
+    address = named or last or peer or "unknown"
     if address.startswith("["):  # [v6]:port
         return address[1 : address.find("]")] if "]" in address else address
     host, colon, port = address.rpartition(":")
@@ -72,8 +75,13 @@ class CredentialThrottle:
     store: CasStore[BucketState]
     per_minute: int
     clock: Callable[[], float] = time.time
+    address_header: str | None = None  # see client_source
     _blocked: OrderedDict[str, float] = field(default_factory=OrderedDict, init=False)
     _locks: KeyLocks = field(default_factory=KeyLocks, init=False)
+
+    def source_of(self, headers: Mapping[str, str], peer: str | None) -> str:
+        """The client address a request's failures count against."""
+        return client_source(headers, peer, self.address_header)
 
     @property
     def limit(self) -> Limit:

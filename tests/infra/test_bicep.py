@@ -44,6 +44,7 @@ NEEDED_IN_AZURE = {
     "AZURE_OPENAI_EMBEDDING_DIMENSIONS": "must equal the chunks vector policy's dimensions",
     "LLM_REGIONS": "unset means the offline extractive answerer",
     "AUTH_CLIENT_ID": "Entra ID tokens need the API's client id",
+    "AUTH_CLIENT_ADDRESS_HEADER": "behind Front Door the peer is Front Door: X-Azure-SocketIP",
 }
 # App settings the platform (Functions host, Flex Consumption) reads, not shared.config.
 PLATFORM = {

@@ -44,6 +44,12 @@ def test_the_source_is_the_address_the_front_end_saw(
     assert client_source(headers, peer) == source
 
 
+def test_a_named_edge_header_wins_and_falls_back_when_absent() -> None:
+    edge = {"x-azure-socketip": "203.0.113.9", "x-forwarded-for": "1.1.1.1, 10.0.0.4"}
+    assert client_source(edge, "10.0.0.4", "X-Azure-SocketIP") == "203.0.113.9"
+    assert client_source({"x-forwarded-for": "1.1.1.1"}, None, "X-Azure-SocketIP") == "1.1.1.1"
+
+
 def test_bucket_ids_do_not_hold_addresses() -> None:
     assert "203.0.113.9" not in bucket_id("203.0.113.9")
     assert bucket_id("203.0.113.9") != bucket_id("203.0.113.10")
