@@ -385,6 +385,19 @@ def test_cache_stats_show_only_the_callers_tenant(secured: Secured) -> None:
     assert not set(ours["partitions"]) & set(stats["partitions"])
 
 
+def test_every_admin_view_is_a_tenant_view(secured: Secured) -> None:
+    secured.ask("alice", "When does the Bluebird cafeteria open?")  # contoso activity to hide
+    contoso = ("contoso", "alice", "bob", "dana", "erin", "root", "Bluebird", "Kestrel")
+    for path in ("/api/cache/stats", "/api/usage", "/api/audit?limit=1000", "/api/budgets"):
+        status, _, body = secured.call("carol", "GET", path)  # fabrikam's admin
+        assert status == 200, (path, body)
+        shown = json.dumps(body)
+        assert not [word for word in contoso if word in shown], (path, shown[:500])
+    for user in ("alice", "root"):  # another tenant's user, asked for by name: nothing
+        totals = secured.call("carol", "GET", f"/api/usage?user={user}")[2]
+        assert totals["total"]["requests"] == 0 and totals["by_user"] == {}, totals
+
+
 # Header limits (issue 9, finding 6) ----------------------------------------------------------
 
 
