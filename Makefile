@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 TOOLS_VENV := .venv-tools
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: run test emulators stop status lint fmt bench clean distclean deps help infra-check browser
+.PHONY: run test emulators stop status lint fmt bench clean distclean deps help infra-check browser screenshots
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -61,6 +61,9 @@ browser: ## Install Debian's chromium for the browser tests when it is missing (
 
 test: deps infra-check browser ## Validate infra/ (checkov), then run the test suite with the emulators (PYTEST_ARGS=...)
 	$(EMULATORS) run -- $(PY) -m pytest $(PYTEST_ARGS)
+
+screenshots: deps browser ## Regenerate the README's screenshots (docs/screenshots/) from the browser tests
+	$(EMULATORS) run -- env DOCGATE_SCREENSHOTS=docs/screenshots $(PY) -m pytest tests/browser -q
 
 emulators: deps ## Start Azurite and the Cosmos emulator in the background (reuses running ones)
 	$(EMULATORS) start

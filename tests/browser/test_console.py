@@ -21,18 +21,30 @@ pytestmark = pytest.mark.emulators
 INGESTION_TIMEOUT_MS = 180_000  # the whole pipeline on a loaded 2-core machine
 SAFETY_QUESTION = "Were any serious incidents recorded at the terminals?"
 SAFETY_PAGE = 3  # REPORT_SECTIONS[2] opens page 3 of report_pdf
+PHONE = {"width": 390, "height": 844}
 FLEET_NOTES = "Fleet notes\n\nThe fleet has twelve vessels, all registered in Rotterdam.\n"
 
 
-def sign_in(page: Page, user: str, tenant: str, roles: list[str], groups: str = "") -> None:
+def sign_in(
+    page: Page,
+    user: str,
+    tenant: str,
+    roles: list[str],
+    groups: str = "",
+    steps: Steps | None = None,
+) -> None:
     """The dev sign-in form, as a person fills it in."""
     page.goto("/api/app/")
     expect(page.get_by_role("heading", name="Sign in to docgate")).to_be_visible()
+    expect(page.get_by_role("navigation")).to_be_hidden()  # nothing to navigate to yet
+    expect(page.get_by_role("button", name="Sign out")).to_be_hidden()
     page.get_by_label("User", exact=True).fill(user)
     page.get_by_label("Tenant").select_option(tenant)
     for box in page.get_by_role("checkbox").all():
         box.set_checked(box.get_attribute("value") in roles)
     page.get_by_label("Groups (comma-separated)").fill(groups)
+    if steps:
+        steps.shot("sign-in", readme="signin")
     page.get_by_role("button", name="Sign in").click()
     expect(page.locator("#who-name")).to_contain_text(f"{user} · {tenant}")
 
@@ -124,7 +136,7 @@ def test_upload_watch_ingestion_ask_and_open_the_cited_page(steps: Steps) -> Non
 
 def test_a_viewer_who_cannot_chat_is_told_why(steps: Steps) -> None:
     page = steps.page
-    sign_in(page, "victor", "contoso", ["viewer"])
+    sign_in(page, "victor", "contoso", ["viewer"], steps=steps)
     expect(page.get_by_role("heading", name="Documents")).to_be_visible()
     expect(page.get_by_text("uploading needs the documents:write permission")).to_be_visible()
     page.get_by_role("link", name="Chat").click()
@@ -174,7 +186,8 @@ def test_an_admin_sees_usage_budgets_cache_regions_and_the_audit_log(steps: Step
     expect(audit).to_contain_text("No audit records match.")
     cache.get_by_role("button", name="Clear cache").click()
     page.get_by_role("dialog").get_by_role("button", name="Clear cache").click()
-    expect(page.get_by_role("status")).to_contain_text("Cleared 1 cached answers.")
+    expect(cache.get_by_role("status")).to_contain_text("Cleared 1 cached answers.")
+    expect(cache).to_contain_text("0 answers stored")
 
 
 def test_the_operator_views_are_not_offered_to_others(steps: Steps) -> None:
@@ -184,3 +197,38 @@ def test_the_operator_views_are_not_offered_to_others(steps: Steps) -> None:
     page.goto("/api/app/#/operations")
     page.reload()
     expect(page.locator(".denied")).to_contain_text("need the admin role")
+
+
+def fits_the_width(page: Page) -> bool:
+    """Nothing wider than the viewport: no sideways scrolling."""
+    return page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
+
+
+def test_on_a_phone_upload_by_keyboard_ask_and_read_the_citation(steps: Steps) -> None:
+    page = steps.page
+    page.set_viewport_size(PHONE)
+    sign_in(page, "pat", "contoso", ["user", "developer"])
+    assert fits_the_width(page)
+    zone = page.get_by_role("button", name=re.compile("Drop files here"))
+    with page.expect_file_chooser() as chooser:
+        zone.press("Enter")  # the drop zone works without a mouse
+    chooser.value.set_files(
+        [{"name": "phone-notes.txt", "mimeType": "text/plain", "buffer": FLEET_NOTES.encode()}]
+    )
+    row = document_row(page, "phone-notes.txt")
+    expect(row.locator(".state")).to_have_text("succeeded", timeout=INGESTION_TIMEOUT_MS)
+    assert fits_the_width(page)
+    steps.shot("phone-documents")
+
+    page.get_by_role("link", name="Chat").click()
+    page.get_by_label("Question").fill("Where are the vessels registered?")
+    page.keyboard.press("Enter")  # Enter sends, Shift+Enter would add a line
+    answer = page.locator(".turn.assistant").last
+    expect(answer.locator(".answer-meta")).to_be_visible(timeout=60_000)
+    expect(answer.locator(".text")).to_contain_text("Rotterdam")
+    answer.get_by_role("button", name=re.compile(r"phone-notes\.txt, page 1")).click()
+    panel = page.get_by_role("complementary", name="Cited source")
+    expect(panel.locator("mark").first).to_contain_text("Rotterdam")
+    expect(panel.get_by_role("img")).to_have_count(0)  # text has no page image
+    assert fits_the_width(page)
+    steps.shot("phone-chat", readme="phone")

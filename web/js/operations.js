@@ -35,13 +35,14 @@ export function renderOperations(main, me) {
 }
 
 async function load(panel, title, path, render) {
-  clear(panel).append(h("h2", { id: `${panel.getAttribute("aria-labelledby")}` }, title), h("p", { class: "muted" }, "Loading…"));
+  const loading = h("p", { class: "muted" }, "Loading…");
+  clear(panel).append(h("h2", { id: panel.getAttribute("aria-labelledby") }, title), loading);
   try {
     const body = await api(path);
-    panel.lastChild.remove();
+    loading.remove();
     render(body);
   } catch (error) {
-    panel.lastChild.replaceWith(h("p", { class: "denied" }, error.detail));
+    loading.replaceWith(h("p", { class: "denied" }, error.detail));
   }
 }
 
@@ -124,8 +125,9 @@ function budgetsPanel(panel) {
   });
 }
 
-function cachePanel(panel, me) {
+function cachePanel(panel, me, note) {
   load(panel, "Semantic cache", "/api/cache/stats", (stats) => {
+    if (note) panel.append(h("p", { role: "status" }, note));
     if (stats.enabled === false) {
       panel.append(h("p", { class: "muted" }, "The cache is off (CACHE_ENABLED=false)."));
       return;
@@ -140,8 +142,7 @@ function cachePanel(panel, me) {
           if (!(await confirmDialog(`Clear every cached answer of tenant ${me.tenant}? Questions will be answered afresh (and cost again).`, "Clear cache"))) return;
           try {
             const { deleted } = await api("/api/cache", { method: "DELETE" });
-            cachePanel(panel, me);
-            panel.append(h("p", { role: "status" }, `Cleared ${deleted} cached answers.`));
+            cachePanel(panel, me, `Cleared ${deleted} cached answers.`);
           } catch (error) {
             showError(error, "Clearing the cache");
           }
