@@ -25,6 +25,7 @@ from shared.budgets.admission import WARNING_HEADER, BudgetGate, BudgetReservati
 from shared.budgets.ledger import UsageLedger, UsageRecord
 from shared.cache import CacheScope, SemanticCache
 from shared.chat.behind import WriteBehind
+from shared.chat.screen_memo import ScreenMemo
 from shared.chat.service import ChatQuery, ChatResult, ChatService, OpenedStream
 from shared.llm.prompts import SYSTEM_TEMPLATE
 from shared.llm.types import Usage
@@ -131,6 +132,11 @@ class GovernedChat:
     gate: BudgetGate | None = None
     sources_store: CosmosStore | None = None  # chat-time verdicts are written back there
     behind: WriteBehind = field(default_factory=WriteBehind)  # post-response writes
+    _screened: ScreenMemo = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        """Questions are screened once per process (see shared/chat/screen_memo.py)."""
+        self._screened = ScreenMemo(self.screen)
 
     async def run(
         self, principal: Principal, query: ChatQuery, controls: Controls, deadline: Deadline
@@ -317,7 +323,7 @@ class GovernedChat:
         """Screens the user's message for prompt injection: block refuses (and is audited),
         flag answers but never from or into the cache."""
         with span("chat.validate") as current:
-            screening = await self.screen.screen_user(query.messages[-1]["content"])
+            screening = await self._screened.screen_user(query.messages[-1]["content"])
             current.set_attribute("injection.action", screening.action)
         reasons = list(screening.verdict.reasons)
         if screening.action in ("block", "flag"):
