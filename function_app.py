@@ -23,6 +23,7 @@ from starlette.responses import Response, StreamingResponse
 
 from activities.registry import blueprint as activities
 from orchestrators.ingest import ingest as ingest_orchestration
+from shared.budgets.ledger import UsageQuery
 from shared.budgets.report import budget_report
 from shared.chat.gateway import (
     chat_controls,
@@ -31,7 +32,7 @@ from shared.chat.gateway import (
     completion_query,
     deadline_for,
 )
-from shared.chat.models import ChatRequest, CompletionRequest, parse_model
+from shared.chat.models import ChatRequest, CompletionRequest
 from shared.chat.responses import (
     chat_events,
     chat_response,
@@ -45,14 +46,13 @@ from shared.chat.responses import (
 )
 from shared.config import Settings, get_settings
 from shared.console import SignIn, read_asset, security_headers, sign_in
-from shared.documents.lifecycle import AclChange, DocumentWriteDenied, parse_upload
+from shared.documents.lifecycle import AclChange, DocumentWriteDenied, UploadQuery, parse_upload
 from shared.documents.pages import page_view
-from shared.errors import InvalidRequest
 from shared.health import check_dependencies
 from shared.http import Api, json_response
 from shared.ingestion.contract import Upload
 from shared.ingestion.start import start_ingestion
-from shared.security.audit import parse_filter
+from shared.security.audit import AuditQuery
 from shared.security.principal import Principal
 from shared.security.rbac import SIGNED_IN, PermissionDenied, has_permission, permissions_of
 from shared.services import get_services
@@ -146,16 +146,15 @@ async def console(req: Request) -> Response:
 # Documents API ---------------------------------------------------------------------------------
 
 
-@api.route("documents", ["POST"], "documents:write")
+@api.route("documents", ["POST"], "documents:write", query=UploadQuery)
 async def upload_document(req: Request, principal: Principal) -> Response:
     """Stores a document in the uploads container; its blob trigger starts ingestion. An
     existing name is updated only by someone who may write that document (else 403)."""
     services = await get_services()
     library = services.documents
     content_type = req.headers.get("content-type", "")
-    upload = parse_upload(
-        content_type, await req.body(), req.query_params, library.max_upload_bytes
-    )
+    params = req.state.query.model_dump(exclude_none=True)
+    upload = parse_upload(content_type, await req.body(), params, library.max_upload_bytes)
     try:
         record = await library.store_upload(principal, upload)
     except DocumentWriteDenied:
@@ -237,11 +236,11 @@ async def delete_document(
     return json_response({"id": record.id, "state": "deleted", "removed": removed})
 
 
-@api.route("documents/{id}/acl", ["PUT"], "documents:write")
+@api.route("documents/{id}/acl", ["PUT"], "documents:write", body=AclChange)
 async def change_document_acl(req: Request, principal: Principal) -> Response:
     """Sets who may read (and write) a document: its blob, record and chunks, at once."""
     services = await get_services()
-    change = parse_model(AclChange, await req.body(), req.headers.get("content-type"))
+    change: AclChange = req.state.body
     acl = change.acl()
     record, chunks = await services.documents.change_acl(principal, req.path_params["id"], acl)
     await services.audit_log.record(
@@ -254,12 +253,12 @@ async def change_document_acl(req: Request, principal: Principal) -> Response:
 # Chat ------------------------------------------------------------------------------------------
 
 
-@api.route("chat", ["POST"], "chat:execute")
+@api.route("chat", ["POST"], "chat:execute", body=ChatRequest)
 async def chat(req: Request, principal: Principal) -> Response:
     """A grounded answer from the documents the caller may read, with citations."""
     services = await get_services()
     chat_settings = services.settings.chat
-    request = parse_model(ChatRequest, await req.body(), req.headers.get("content-type"))
+    request: ChatRequest = req.state.body
     query = chat_query(request, chat_settings.retrieval_top_k)
     controls = chat_controls(req.headers, request)
     deadline = deadline_for(req.headers, chat_settings.deadline_seconds)
@@ -273,13 +272,15 @@ async def chat(req: Request, principal: Principal) -> Response:
     return chat_response(governed.result, governed.headers)
 
 
-@api.route("v1/chat/completions", ["POST"], "chat:execute", render=openai_error)
+@api.route(
+    "v1/chat/completions", ["POST"], "chat:execute", render=openai_error, body=CompletionRequest
+)
 async def chat_completions(req: Request, principal: Principal) -> Response:
     """OpenAI-compatible chat completions; `stream: true` sends server-sent events as the model
     generates them (Functions HTTP streams)."""
     services = await get_services()
     chat_settings = services.settings.chat
-    request = parse_model(CompletionRequest, await req.body(), req.headers.get("content-type"))
+    request: CompletionRequest = req.state.body
     tier = tier_of_model(request.model)
     query = completion_query(request, tier, chat_settings.retrieval_top_k)
     controls = completion_controls(req.headers, request, tier)
@@ -321,12 +322,12 @@ async def check_regions(timer: func.TimerRequest) -> None:
 # Governance ------------------------------------------------------------------------------------
 
 
-@api.route("usage", ["GET"], "chat:execute")
+@api.route("usage", ["GET"], "chat:execute", query=UsageQuery)
 async def usage(req: Request, principal: Principal) -> Response:
     """Daily and monthly totals per user, tenant and model; users see only themselves."""
     services = await get_services()
-    params = req.query_params
-    user = params.get("user")
+    params: UsageQuery = req.state.query
+    user = params.user
     if not has_permission(principal, "usage:read-all"):
         if user not in (None, principal.user_id):
             raise PermissionDenied(
@@ -335,8 +336,7 @@ async def usage(req: Request, principal: Principal) -> Response:
         user = principal.user_id
     await services.write_behind.flush()  # this instance's settlements still under way
     totals = await services.ledger.totals(
-        principal.tenant, user=user, model=params.get("model"),
-        day=params.get("day"), month=params.get("month"),
+        principal.tenant, user=user, model=params.model, day=params.day, month=params.month,
     )  # fmt: skip
     return json_response(asdict(totals))
 
@@ -373,15 +373,11 @@ async def clear_cache(req: Request, principal: Principal) -> Response:
     return json_response({"deleted": deleted})
 
 
-@api.route("audit", ["GET"], "audit:read")
+@api.route("audit", ["GET"], "audit:read", query=AuditQuery)
 async def audit_log(req: Request, principal: Principal) -> Response:
     """The tenant's audit records, newest first; filters: action, actor, outcome, since, until,
-    limit."""
-    params = {**dict(req.query_params), "tenant": principal.tenant}  # their tenant only
-    try:
-        audit_filter = parse_filter(params)
-    except ValueError as error:
-        raise InvalidRequest(str(error)) from None
+    limit, min_score."""
+    audit_filter = req.state.query.to_filter(principal.tenant)  # their tenant only
     records = await (await get_services()).audit_log.search(audit_filter)
     return json_response({"records": [record.to_json() for record in records]})
 

@@ -34,6 +34,15 @@ def expand_app_settings(text: str, environ: Mapping[str, str]) -> str:
     return re.sub(r"%([^%]+)%", lookup, text)
 
 
+def same_key(presented: str | None, key: str) -> bool:
+    """Whether a presented key equals `key`, in constant time. Any text may be presented
+    (`?code=ключ`, raw header bytes): compared as bytes, never an error."""
+    if not presented:
+        return False
+    encode = "utf-8", "surrogateescape"  # aiohttp keeps undecodable header bytes as surrogates
+    return secrets.compare_digest(presented.encode(*encode), key.encode(*encode))
+
+
 @dataclass(frozen=True)
 class HostKeys:
     """Keys accepted by `function` and `admin` auth levels, like the real host's key store."""
@@ -46,15 +55,13 @@ class HostKeys:
         """Whether `presented` opens a function with `auth_level` (anonymous needs none)."""
         if auth_level == "anonymous":
             return True
-        if not presented:
-            return False
-        if secrets.compare_digest(presented, self.master):
+        if same_key(presented, self.master):
             return True
         if auth_level == "admin":
             return False
         function_key = self.functions.get(function_name)
-        return secrets.compare_digest(presented, self.default) or bool(
-            function_key and secrets.compare_digest(presented, function_key)
+        return same_key(presented, self.default) or bool(
+            function_key and same_key(presented, function_key)
         )
 
 

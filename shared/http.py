@@ -17,14 +17,17 @@ import json
 import logging
 import typing
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import azure.functions as func
 import azurefunctions.extensions.http.fastapi  # noqa: F401  (turns on HTTP streams)
 from opentelemetry import trace
+from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 
+from shared.inputs import parse_model, parse_query
 from shared.problems import Problem, ProblemError, problem_for
 from shared.security.principal import Principal
 from shared.telemetry import current_trace_id, tracer
@@ -76,17 +79,50 @@ def unexpected_problem() -> Problem:
     )
 
 
+@dataclass(frozen=True)
+class Inputs:
+    """The typed inputs a route reads: its JSON body model and its query-string model."""
+
+    body: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+
+    async def read(self, req: Request) -> None:
+        """Validates the request's inputs into `req.state.body` / `req.state.query` (400 when
+        a value does not fit its model)."""
+        if self.query is not None:
+            req.state.query = parse_query(self.query, req.query_params.multi_items())
+        if self.body is not None:
+            content_type = req.headers.get("content-type")
+            req.state.body = parse_model(self.body, await req.body(), content_type)
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    """One declared route: what the exhaustive input tests and the docs enumerate."""
+
+    path: str
+    methods: tuple[str, ...]
+    permission: str | None
+    inputs: Inputs
+    render: Render | None = None  # None: problem+json
+
+
 def endpoint(
-    route: str, authorize: Authorize | None = None, render: Render | None = None
+    route: str,
+    authorize: Authorize | None = None,
+    render: Render | None = None,
+    inputs: Inputs | None = None,
 ) -> Callable[[Handler], Handler]:
     """Wraps a route handler: a SERVER span per request, known failures -> their problem (see
     shared.problems), anything unexpected -> a 500 problem with only the trace id (the details
     go to the log).
 
     With `authorize`, the caller is authenticated first and the handler receives the principal
-    as its second argument. `render` shapes problems (default RFC 9457 problem+json; the
-    OpenAI-compatible routes use OpenAI's error shape).
+    as its second argument. `inputs` are validated next (see `Inputs.read`). `render` shapes
+    problems (default RFC 9457 problem+json; the OpenAI-compatible routes use OpenAI's error
+    shape).
     """
+    declared = inputs or Inputs()
     render_problem = render or problem_response
 
     def decorate(handler: Handler) -> Handler:
@@ -101,8 +137,10 @@ def endpoint(
                     if authorize is not None:
                         principal = await authorize(req)
                         current.set_attribute("enduser.id", principal.user_id)
+                        await declared.read(req)
                         response = await handler(req, principal, **bindings)
                     else:
+                        await declared.read(req)
                         response = await handler(req, **bindings)
                 except Exception as error:
                     problem = problem_for(error)
@@ -151,6 +189,7 @@ class Api:
         self._app = app
         self._authorize = authorize
         self._ready = ready
+        self.routes: list[RouteSpec] = []
 
     def route(
         self,
@@ -160,12 +199,18 @@ class Api:
         *,
         durable_client: bool = False,
         render: Render | None = None,
+        body: type[BaseModel] | None = None,
+        query: type[BaseModel] | None = None,
     ) -> Callable[[Handler], Any]:
-        """Registers a handler for `path` (below /api). permission None: anonymous."""
+        """Registers a handler for `path` (below /api). permission None: anonymous. `body` and
+        `query` are the models its inputs must fit; the handler reads them validated from
+        `req.state.body` and `req.state.query`."""
         authorize = None if permission is None else self._authorize(permission)
+        inputs = Inputs(body, query)
+        self.routes.append(RouteSpec(path, tuple(methods), permission, inputs, render))
 
         def decorate(handler: Handler) -> Any:
-            wrapped = endpoint(f"{ROUTE_PREFIX}/{path}", authorize, render)(handler)
+            wrapped = endpoint(f"{ROUTE_PREFIX}/{path}", authorize, render, inputs)(handler)
             ready = self._ready
 
             @functools.wraps(wrapped)
@@ -186,7 +231,9 @@ class Api:
 __all__ = [
     "PROBLEM_JSON",
     "Api",
+    "Inputs",
     "ProblemError",
+    "RouteSpec",
     "endpoint",
     "json_response",
     "problem_body",

@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from devhost.config import HostConfig
+from devhost.config import HostConfig, same_key
 from devhost.durable import _protocol as p
 from devhost.durable.engine import (
     DurableEngine,
@@ -169,7 +169,7 @@ class DurableHttpApi:
     def _require_key(self, request: web.Request) -> None:
         presented = request.query.get("code") or request.headers.get("x-functions-key", "")
         valid = (self.system_key, self.config.keys.master)
-        if not any(presented and hmac.compare_digest(presented, key) for key in valid):
+        if not any(same_key(presented, key) for key in valid):
             raise web.HTTPUnauthorized(
                 text=json.dumps({"Message": "A valid durabletask_extension key is required."}),
                 content_type="application/json",

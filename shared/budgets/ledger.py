@@ -16,7 +16,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from pydantic import BaseModel, Field
+
 from shared.budgets.periods import day_of, month_of
+from shared.inputs import QUERY
 from shared.storage.cosmos import ContainerSpec, CosmosStore
 
 USAGE_CONTAINER = ContainerSpec("usage", "/tenant")
@@ -110,6 +113,16 @@ def _filters(
     present = {name: value for name, value in wanted.items() if value is not None}
     where = " AND ".join(f"c.{name} = @{name}" for name in present) or None
     return where, {f"@{name}": value for name, value in present.items()}
+
+
+class UsageQuery(BaseModel):
+    """`GET /api/usage`'s query string: which records to total."""
+
+    model_config = QUERY
+    user: str | None = Field(default=None, max_length=256)
+    model: str | None = Field(default=None, max_length=256)
+    day: str | None = Field(default=None, pattern=r"^\d{4}-\d{2}-\d{2}$")
+    month: str | None = Field(default=None, pattern=r"^\d{4}-\d{2}$")
 
 
 class UsageLedger:

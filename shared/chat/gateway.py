@@ -28,7 +28,7 @@ def deadline_for(headers: Mapping[str, str], budget_seconds: float) -> Deadline:
 
 
 def _messages(items: list[Any]) -> list[dict[str, str]]:
-    return [{"role": item.role, "content": item.content} for item in items]
+    return [{"role": item.role, "content": item.text} for item in items]
 
 
 def chat_query(request: ChatRequest, default_top_k: int) -> ChatQuery:
@@ -46,14 +46,11 @@ def chat_query(request: ChatRequest, default_top_k: int) -> ChatQuery:
 def completion_query(request: CompletionRequest, tier: str | None, default_top_k: int) -> ChatQuery:
     """`POST /api/v1/chat/completions` as a query (docgate's extras in `docgate`)."""
     last_user_message(request.messages)
-    extras = request.docgate or {}
-    top_k = extras.get("top_k") or default_top_k
-    if not isinstance(top_k, int) or not 1 <= top_k <= 50:
-        raise InvalidRequest("docgate.top_k must be an integer from 1 to 50", param="docgate")
+    extras = request.docgate
     return ChatQuery(
         messages=_messages(request.messages),
-        filters=extras.get("filters"),
-        top_k=top_k,
+        filters=extras.filters,
+        top_k=extras.top_k or default_top_k,
         tier=tier or DEFAULT_TIER,
         max_tokens=request.max_completion_tokens or request.max_tokens or 512,
         temperature=request.temperature or 0.0,
@@ -85,14 +82,11 @@ def completion_controls(
     headers: Mapping[str, str], request: CompletionRequest, tier: str | None
 ) -> Controls:
     """Governance controls of `POST /api/v1/chat/completions`."""
-    extras = request.docgate or {}
-    max_cost = extras.get("max_cost_usd")
-    if max_cost is not None and (not isinstance(max_cost, int | float) or max_cost < 0):
-        raise InvalidRequest("docgate.max_cost_usd must be a number >= 0", param="docgate")
+    extras = request.docgate
     return Controls(
-        cache_control=cache_control(headers, extras.get("cache")),
+        cache_control=cache_control(headers, extras.cache),
         temperature=request.temperature or 0.0,
         tools=bool(request.tools),
         tier_override=tier,
-        max_cost_usd=max_cost,
+        max_cost_usd=extras.max_cost_usd,
     )

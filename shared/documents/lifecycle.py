@@ -45,6 +45,7 @@ from shared.documents.pages import (
 from shared.documents.records import Acl, DocumentRecord
 from shared.documents.work import delete_prefix
 from shared.errors import Conflict, InvalidRequest, NotFound, PayloadTooLarge
+from shared.inputs import QUERY
 from shared.retrieval.access import can_read
 from shared.security.principal import Principal
 from shared.security.rbac import PermissionDenied, has_permission
@@ -80,7 +81,9 @@ class AclChange(BaseModel):
 
     Both lists empty means tenant-wide; at least one must be given, so `{}` is not a change."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(
+        extra="forbid", strict=True, json_schema_extra={"examples": [{"groups": ["finance"]}]}
+    )
     users: list[str] | None = Field(default=None, max_length=200)
     groups: list[str] | None = Field(default=None, max_length=200)
 
@@ -105,6 +108,14 @@ def can_write(principal: Principal, acl: Acl) -> bool:
     return has_permission(principal, "documents:write") and can_read(principal, acl.as_item())
 
 
+class UploadQuery(BaseModel):
+    """`POST /api/documents`'s query string: the document's name (raw bodies) and its ACL."""
+
+    model_config = QUERY
+    name: str | None = Field(default=None, max_length=1024)
+    acl: str | None = Field(default=None, max_length=4096)
+
+
 class DocumentNotFound(NotFound):
     """No such document in the caller's tenant, or one the caller may not read."""
 
@@ -120,6 +131,8 @@ def _multipart(content_type: str, body: bytes) -> tuple[str | None, bytes | None
         field = part.get_param("name", header="content-disposition")
         payload = part.get_payload(decode=True) or b""
         if part.get_filename() is not None or field == "file":
+            if data is not None:  # which one was meant? Keeping the last would be a guess
+                raise InvalidRequest("send one file per upload: the body has several file parts")
             filename, data = part.get_filename() or fields.get("name"), payload
         elif field:
             fields[str(field)] = payload.decode("utf-8", errors="replace")

@@ -22,7 +22,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from pydantic import BaseModel, Field, field_validator, model_validator
+
 from shared import telemetry
+from shared.inputs import QUERY
 from shared.storage.cosmos import AlreadyExists, ContainerSpec, CosmosStore
 from shared.telemetry import meter
 
@@ -160,53 +163,61 @@ class AuditFilter:
         return f"SELECT TOP @limit * FROM c{where} ORDER BY c.time DESC", parameters
 
 
-def parse_filter(params: Mapping[str, str]) -> AuditFilter:
-    """An AuditFilter from query-string parameters; ValueError names what is wrong."""
-    known = {"tenant", "action", "actor", "outcome", "since", "until", "limit", "min_score"}
-    unknown = sorted(set(params) - known)
-    if unknown:
-        raise ValueError(f"unknown filter(s): {', '.join(unknown)}")
-    return AuditFilter(
-        tenant=params.get("tenant") or None,
-        action=params.get("action") or None,
-        actor=params.get("actor") or None,
-        outcome=params.get("outcome") or None,
-        since=_parse_time(params.get("since"), "since"),
-        until=_parse_time(params.get("until"), "until"),
-        limit=_parse_limit(params.get("limit")),
-        min_score=_parse_score(params.get("min_score")),
-    )
+class AuditQuery(BaseModel):
+    """`GET /api/audit`'s query string; the tenant is never in it (always the caller's own)."""
 
+    model_config = QUERY
+    action: str | None = None
+    actor: str | None = Field(default=None, max_length=MAX_FIELD_CHARS)
+    outcome: str | None = None
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+    limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
+    min_score: float | None = Field(default=None, ge=0, le=1)
 
-def _parse_score(text: str | None) -> float | None:
-    """A score filter in [0, 1], None when absent."""
-    if not text:
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        raise ValueError("min_score must be a number between 0 and 1") from None
+    @field_validator("action")
+    @classmethod
+    def _known_action(cls, value: str | None) -> str | None:
+        if value is not None and value not in ACTIONS:
+            raise ValueError(f"unknown audit action; one of {', '.join(sorted(ACTIONS))}")
+        return value
 
+    @field_validator("outcome")
+    @classmethod
+    def _known_outcome(cls, value: str | None) -> str | None:
+        if value is not None and value not in OUTCOMES:
+            raise ValueError(f"unknown audit outcome; one of {', '.join(sorted(OUTCOMES))}")
+        return value
 
-def _parse_time(text: str | None, name: str) -> dt.datetime | None:
-    """An ISO-8601 time; one without a zone is read as UTC."""
-    if not text:
-        return None
-    try:
-        moment = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"{name} must be an ISO-8601 time") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+    @field_validator("since", "until", mode="before")
+    @classmethod
+    def _utc_time(cls, value: Any) -> dt.datetime | None:
+        """An ISO-8601 time (one without a zone is UTC) that exists in UTC: 0001-01-01 at
+        +01:00 is the year 0 in UTC, which no datetime can hold."""
+        if value is None or value == "":
+            return None
+        if not isinstance(value, str):
+            raise ValueError("an ISO-8601 time, such as 2025-03-01T12:00:00Z")
+        try:
+            moment = dt.datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError("an ISO-8601 time, such as 2025-03-01T12:00:00Z") from None
+        if moment.tzinfo is None:
+            return moment.replace(tzinfo=dt.UTC)
+        try:
+            return moment.astimezone(dt.UTC)
+        except OverflowError:
+            raise ValueError("the time is outside the years 1 to 9999 in UTC") from None
 
+    @model_validator(mode="after")
+    def _ordered(self) -> AuditQuery:
+        if self.since and self.until and self.since > self.until:
+            raise ValueError("since must not be after until")
+        return self
 
-def _parse_limit(text: str | None) -> int:
-    """The page size, DEFAULT_LIMIT when absent."""
-    if not text:
-        return DEFAULT_LIMIT
-    try:
-        return int(text)
-    except ValueError:
-        raise ValueError("limit must be a whole number") from None
+    def to_filter(self, tenant: str) -> AuditFilter:
+        """The filter over `tenant`'s records."""
+        return AuditFilter(tenant=tenant, **self.model_dump())
 
 
 class _Instruments:

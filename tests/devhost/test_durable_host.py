@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import time
 import urllib.error
@@ -145,6 +146,23 @@ def test_webhooks_need_the_system_key(host: HostProcess) -> None:
     assert call(bare)[0] == 401
     listed = call(f"{host.base_url}/runtime/webhooks/durabletask/instances?code=wrong")
     assert listed[0] == 401
+
+
+def test_a_non_ascii_key_is_a_401_not_a_500(host: HostProcess) -> None:
+    """Any text may be presented as a key: `?code=ключ` or raw UTF-8 header bytes."""
+    path = "/runtime/webhooks/durabletask/instances"
+    status, body = call(f"{host.base_url}{path}?code=%D0%BA%D0%BB%D1%8E%D1%87")
+    assert status == 401 and "key is required" in body["Message"]
+    connection = http.client.HTTPConnection("127.0.0.1", host.port, timeout=30)
+    try:
+        connection.putrequest("GET", path)
+        connection.putheader("x-functions-key", "ключ-é".encode())
+        connection.endheaders()
+        response = connection.getresponse()
+        assert response.status == 401, response.read()
+        assert json.loads(response.read())["Message"]
+    finally:
+        connection.close()
 
 
 def test_kill_nine_mid_orchestration_then_resume(tmp_path: Path) -> None:

@@ -12,12 +12,14 @@ from azure.cosmos.aio import CosmosClient
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
+from shared.errors import InvalidRequest
+from shared.inputs import parse_query
 from shared.security.audit import (
     AUDIT_CONTAINER,
     UNKNOWN_TENANT,
     AuditFilter,
     AuditLog,
-    parse_filter,
+    AuditQuery,
 )
 from shared.storage.cosmos import EMULATOR, CosmosStore
 
@@ -188,12 +190,12 @@ async def test_filter_values_are_parameters_not_sql(audit: AuditLog) -> None:
     assert "t1" not in sql and parameters["@tenant"] == "t1' --"
 
 
-def test_parse_filter_reads_the_query_string() -> None:
-    parsed = parse_filter(
-        {"tenant": "t1", "action": "upload", "since": "2025-03-01T12:00:00Z", "limit": "5"}
-    )
+def test_the_audit_query_reads_the_query_string() -> None:
+    pairs = {"action": "upload", "since": "2025-03-01T12:00:00Z", "limit": "5"}
+    parsed = parse_query(AuditQuery, pairs.items()).to_filter("t1")
     assert parsed == AuditFilter(tenant="t1", action="upload", since=START, limit=5)
-    assert parse_filter({"until": "2025-03-01T12:00:00"}).until == START  # no zone: UTC
+    no_zone = parse_query(AuditQuery, [("until", "2025-03-01T12:00:00")])
+    assert no_zone.to_filter("t1").until == START  # no zone: UTC
     bad = [
         {"action": "drop_table"},
         {"outcome": "meh"},
@@ -201,9 +203,14 @@ def test_parse_filter_reads_the_query_string() -> None:
         {"limit": "1001"},
         {"limit": "ten"},
         {"since": "yesterday"},
+        {"since": "1700000000"},  # a number is not an ISO-8601 time
         {"since": "2025-03-02T00:00:00Z", "until": "2025-03-01T00:00:00Z"},
+        {"since": "0001-01-01T00:00:00+01:00"},  # before the year 1 in UTC
+        {"until": "9999-12-31T23:59:59-01:00"},  # after the year 9999 in UTC
+        {"min_score": "nan"},
         {"tenantt": "t1"},
+        {"tenant": "t1"},  # the tenant is always the caller's own
     ]
     for params in bad:
-        with pytest.raises(ValueError):
-            parse_filter(params)
+        with pytest.raises(InvalidRequest):
+            parse_query(AuditQuery, params.items())
