@@ -11,8 +11,10 @@ from __future__ import annotations
 import http
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
+
+from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
 
 from shared.errors import (
     CallerError,
@@ -23,12 +25,14 @@ from shared.errors import (
     UnsupportedMediaType,
 )
 from shared.llm.types import LlmError
+from shared.provisioning import ProvisioningError
 from shared.resilience.ratelimit import (
     RateLimiterUnavailable,
     RateLimitExceeded,
     RateLimitRefused,
     TooLargeForRateLimits,
 )
+from shared.resilience.retry import parse_retry_after
 from shared.retrieval.filters import InvalidFilter
 from shared.routing.cost import Refusal
 from shared.routing.regions import AllRegionsDown, DeadlineExceeded
@@ -37,6 +41,7 @@ from shared.security.auth import IdentityProviderUnavailable, Unauthenticated
 from shared.security.injection import PromptInjectionBlocked
 from shared.security.rbac import PermissionDenied
 from shared.security.throttle import CredentialsThrottled
+from shared.storage.cosmos import ContainerMissing
 
 PROBLEM_TYPE_PREFIX = "urn:docgate:problem:"
 
@@ -87,10 +92,38 @@ class Kind:
     headers: Callable[[Any], dict[str, str]] = lambda error: {}
     extra: Callable[[Any], dict[str, Any]] = lambda error: {}
     detail: Callable[[Any], str] = str
+    applies: Callable[[Any], bool] = lambda error: True  # narrows the entry within its type
 
 
 def _retry_after(seconds: float) -> dict[str, str]:
     return {"Retry-After": str(max(1, math.ceil(seconds)))}
+
+
+# A dependency that cannot serve (Cosmos, Blob Storage: unreachable, throttling after the SDK's
+# own retries, failing) makes the request a 503 with Retry-After on every route, whatever the
+# route: not the caller's mistake, and not docgate's bug. The wait is the dependency's own
+# Retry-After when it sent one, else OUTAGE_RETRY_AFTER_SECONDS.
+OUTAGE_RETRY_AFTER_SECONDS = 5
+MAX_OUTAGE_RETRY_AFTER_SECONDS = 60
+OUTAGE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+
+def _is_outage(error: HttpResponseError) -> bool:
+    return error.status_code in OUTAGE_STATUSES
+
+
+def _outage_headers(error: BaseException) -> dict[str, str]:
+    response = getattr(error, "response", None)
+    asked = parse_retry_after(response.headers) if response is not None else None
+    seconds = OUTAGE_RETRY_AFTER_SECONDS if asked is None else asked
+    return _retry_after(min(seconds, MAX_OUTAGE_RETRY_AFTER_SECONDS))
+
+
+def _outage(detail: Callable[[Any], str]) -> Kind:
+    return Kind(503, "dependency_unavailable", headers=_outage_headers, detail=detail)
+
+
+_UNREACHABLE = "a service docgate depends on is unavailable; retry later"
 
 
 REFUSAL_STATUS = {  # cost router and budget refusals, by their stable code
@@ -161,6 +194,11 @@ TABLE: tuple[tuple[type[BaseException], Kind], ...] = (
         ),
     ),
     (SecretUnavailable, Kind(503, detail=lambda e: "a secret docgate needs cannot be read now")),
+    (ContainerMissing, _outage(lambda e: f"docgate's Cosmos container {e.container!r} is missing")),
+    (ProvisioningError, _outage(lambda e: "docgate's storage cannot be reached to start")),
+    (ServiceRequestError, _outage(lambda e: _UNREACHABLE)),
+    (ServiceResponseError, _outage(lambda e: _UNREACHABLE)),
+    (HttpResponseError, replace(_outage(lambda e: _UNREACHABLE), applies=_is_outage)),
     (UnsupportedMediaType, Kind(415)),
     (PayloadTooLarge, Kind(413)),
     (NotFound, Kind(404)),
@@ -173,7 +211,7 @@ TABLE: tuple[tuple[type[BaseException], Kind], ...] = (
 def kind_of(error: BaseException) -> Kind | None:
     """The table's entry for `error`, or None when it is not a known failure."""
     for exception_type, kind in TABLE:
-        if isinstance(error, exception_type):
+        if isinstance(error, exception_type) and kind.applies(error):
             return kind
     return None
 

@@ -147,8 +147,9 @@ class Services:
         )
         capabilities = cosmos.EMULATOR if settings.emulator else cosmos.AZURE
         return cosmos.CosmosStore(
-            client, settings.database, cosmos_containers(self.settings), capabilities
-        )
+            client, settings.database, cosmos_containers(self.settings), capabilities,
+            recreate_missing=self.settings.provisioning.create_resources,
+        )  # fmt: skip
 
     @cached_property
     def secret_store(self) -> SecretStore:

@@ -152,8 +152,10 @@ class ProvisioningSettings:
 
     create_resources: bool = setting(
         "DOCGATE_CREATE_RESOURCES",
-        "Create the Cosmos database, containers and blob containers at start-up. true locally; "
-        "false in Azure, where the Bicep deployment creates them.",
+        "Create the Cosmos database, containers and blob containers at start-up, and again "
+        "when one is found missing at run time (an emulator restarted empty). true locally; "
+        "false in Azure, where the Bicep deployment creates them and the app's identity has "
+        "data-plane rights only (a missing container is then a 503).",
         default="false",
         parse=parsers.boolean,
     )

@@ -166,6 +166,14 @@ def parse_upload(
     return UploadRequest(safe_name, content, acl)
 
 
+async def _withdraw(blob: BlobClient, etag: str) -> None:
+    """Deletes the blob a refused upload just wrote, unless someone wrote it again since."""
+    try:
+        await blob.delete_blob(etag=etag, match_condition=MatchConditions.IfNotModified)
+    except Exception:  # the refusal stands; a blob left behind is ingested by its trigger
+        log.warning("Could not withdraw the blob of a refused upload", exc_info=True)
+
+
 def _blob_acl(properties: BlobProperties) -> Acl | None:
     """The ACL in a blob's metadata; None when it cannot be read (then nobody may write)."""
     try:
@@ -231,6 +239,8 @@ class DocumentLibrary:
             raise InvalidRequest(str(error)) from error
         blob = self._blobs.get_blob_client(container, path)
         doc_id = records.document_id(tenant, container, upload.name)
+        # Cosmos first: while it is down the upload is refused before any blob is written.
+        record = await records.read_record(self._store, tenant, doc_id)
         current = await _properties(blob)
         if current is None:
             acl = upload.acl or Acl()
@@ -258,7 +268,6 @@ class DocumentLibrary:
                 "another upload or ACL change of this document landed meanwhile; retry",
                 code="concurrent_write",
             ) from None
-        record = await records.read_record(self._store, tenant, doc_id)
         if record is not None and current is None and record.state != "deleted":
             # Its blob was deleted outside the API: what reconciliation would do, done now.
             await self.delete_document(record, keep_blob=True)
@@ -269,7 +278,12 @@ class DocumentLibrary:
         record.state, record.step, record.percent, record.error = "queued", "queued", 0, None
         record.etag = str(result["etag"]).strip('"')
         record.acl = acl.as_item()
-        await records.save_record(self._store, record)
+        try:
+            await records.save_record(self._store, record)
+        except Exception:
+            if current is None:  # a new name: refused means not kept
+                await _withdraw(blob, record.etag)
+            raise  # (an update stays: its blob trigger ingests it like any dropped version)
         return record
 
     async def change_acl(

@@ -18,6 +18,8 @@ Nothing here reads the environment: endpoints, keys and credentials are passed i
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import ipaddress
 import re
 import time
@@ -59,14 +61,22 @@ class CosmosCapabilities:
     enforces_ttl: bool
     transactional_batch: bool
     vector_distance: bool
+    # Azure says "the container (or database) does not exist" with 404 substatus 1003; the
+    # emulator answers a bare 404, so there a 404 is confirmed by reading the container.
+    missing_container_substatus: bool = True
 
 
 AZURE = CosmosCapabilities(
     missing_read_is_500=False, enforces_ttl=True, transactional_batch=True, vector_distance=True
 )
 EMULATOR = CosmosCapabilities(
-    missing_read_is_500=True, enforces_ttl=False, transactional_batch=False, vector_distance=False
+    missing_read_is_500=True,
+    enforces_ttl=False,
+    transactional_batch=False,
+    vector_distance=False,
+    missing_container_substatus=False,
 )
+OWNER_MISSING_SUBSTATUS = 1003  # Cosmos: the resource's parent (container, database) is gone
 
 
 @dataclass(frozen=True)
@@ -188,6 +198,36 @@ def to_query_parameters(parameters: Parameters | None) -> list[dict[str, object]
     ]
 
 
+class ContainerMissing(CosmosStoreError):
+    """The container (or its database) does not exist: deleted, or an emulator restarted
+    empty. With `recreate_missing` the store creates it and retries once instead."""
+
+    def __init__(self, container: str) -> None:
+        super().__init__(f"the Cosmos container {container!r} does not exist")
+        self.container = container
+
+
+def _recreating(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """Runs a store operation on `container`; when the container turns out to be gone, creates
+    it (and its database) once and runs the operation again (if the store may create), else
+    raises ContainerMissing."""
+
+    @functools.wraps(method)
+    async def run(self: CosmosStore, container: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await method(self, container, *args, **kwargs)
+        except CosmosHttpResponseError as error:
+            await self._raise_if_gone(container, error)
+            raise
+        except ContainerMissing:
+            if not self.recreate_missing:
+                raise
+        await self._recreate(container)
+        return await method(self, container, *args, **kwargs)
+
+    return run
+
+
 class AlreadyExists(CosmosStoreError):
     """create() found an item with the same id in the partition (HTTP 409)."""
 
@@ -291,14 +331,21 @@ class CosmosStore:
         specs: Sequence[ContainerSpec] = (),
         capabilities: CosmosCapabilities = AZURE,
         clock: Clock = time.time,
+        recreate_missing: bool = False,
     ) -> None:
-        """Bind to `database_name`; `specs` registers containers that already exist."""
+        """Bind to `database_name`; `specs` registers containers that already exist.
+
+        `recreate_missing`: a registered container found missing at run time is created again
+        (needs control-plane rights: the key, or an identity allowed to create containers);
+        off, that is ContainerMissing (a 503 at the edge)."""
         self._client = client
         self._database: DatabaseProxy = client.get_database_client(database_name)
         self._database_name = database_name
         self._specs: dict[str, ContainerSpec] = {spec.name: spec for spec in specs}
         self.capabilities = capabilities
         self._clock = clock
+        self.recreate_missing = recreate_missing
+        self._recreation = asyncio.Lock()
 
     async def ensure_containers(self, specs: Sequence[ContainerSpec]) -> None:
         """Create the database and each container if missing (idempotent) and register them.
@@ -322,8 +369,38 @@ class CosmosStore:
             self._specs[spec.name] = spec
 
     async def read_database(self) -> dict[str, Any]:
-        """Reads the database's properties: the cheapest call proving Cosmos can serve."""
+        """Reads the database's properties: the cheapest call proving Cosmos can serve (a
+        database found missing is created again when the store may)."""
+        try:
+            return await self._database.read()
+        except CosmosHttpResponseError as error:
+            if error.status_code != 404 or not self.recreate_missing:
+                raise
+        self._database = await _racing_create(
+            lambda: self._client.create_database_if_not_exists(self._database_name)
+        )
         return await self._database.read()
+
+    async def _raise_if_gone(self, container: str, error: CosmosHttpResponseError) -> None:
+        """Raises ContainerMissing when the 404 `error` means `container` itself is gone (not
+        an item of it)."""
+        if error.status_code != 404:
+            return
+        if error.sub_status == OWNER_MISSING_SUBSTATUS:
+            raise ContainerMissing(container) from error
+        if self.capabilities.missing_container_substatus:
+            return
+        try:
+            await self._database.get_container_client(container).read()
+        except CosmosHttpResponseError as probe:
+            if probe.status_code == 404:
+                raise ContainerMissing(container) from error
+            raise
+
+    async def _recreate(self, container: str) -> None:
+        """Creates `container` (and the database) again; one instance's callers at a time."""
+        async with self._recreation:
+            await self.ensure_containers([self.spec(container)])
 
     def spec(self, container: str) -> ContainerSpec:
         """Return the registered spec of `container`."""
@@ -357,6 +434,7 @@ class CosmosStore:
             and _EMULATOR_MISSING_READ.search(str(error.message or "")) is not None
         )
 
+    @_recreating
     async def read(
         self, container: str, item_id: str, partition_key: PartitionKeyValue
     ) -> Item | None:
@@ -365,10 +443,12 @@ class CosmosStore:
             item: Item = await self._container(container).read_item(item_id, partition_key)
         except CosmosHttpResponseError as error:
             if self._is_missing_read(error):
+                await self._raise_if_gone(container, error)
                 return None
             raise
         return item if self._is_live(container, item) else None
 
+    @_recreating
     async def create(self, container: str, item: Item) -> Item:
         """Create `item`; raise AlreadyExists when its id is taken in its partition."""
         proxy = self._container(container)
@@ -397,10 +477,12 @@ class CosmosStore:
             raise
         return None if self._is_live(container, stored) else stored
 
+    @_recreating
     async def upsert(self, container: str, item: Item) -> Item:
         """Create or overwrite `item` and return it as stored."""
         return await self._container(container).upsert_item(item)
 
+    @_recreating
     async def replace(self, container: str, item: Item, etag: str | None) -> Item:
         """Overwrite `item`, only if the stored ETag still equals `etag` (None: unconditionally).
 
@@ -411,8 +493,10 @@ class CosmosStore:
                 item["id"], item, **_etag_options(etag)
             )
         except CosmosHttpResponseError as error:
+            await self._raise_if_gone(container, error)
             raise self._translate_write_error(container, item["id"], error) from error
 
+    @_recreating
     async def patch(
         self,
         container: str,
@@ -427,6 +511,7 @@ class CosmosStore:
                 item_id, partition_key, operations, **_etag_options(etag)
             )
         except CosmosHttpResponseError as error:
+            await self._raise_if_gone(container, error)
             raise self._translate_write_error(container, item_id, error) from error
 
     def _translate_write_error(
@@ -439,6 +524,7 @@ class CosmosStore:
             return ItemNotFound(f"{container}/{item_id} does not exist")
         return error
 
+    @_recreating
     async def delete(
         self,
         container: str,
@@ -453,12 +539,14 @@ class CosmosStore:
             )
         except CosmosHttpResponseError as error:
             if error.status_code == 404:
+                await self._raise_if_gone(container, error)
                 return False
             if error.status_code == 412:
                 raise PreconditionFailed(f"{container}/{item_id} was modified") from error
             raise
         return True
 
+    @_recreating
     async def query(
         self,
         container: str,
@@ -522,6 +610,7 @@ class CosmosStore:
         merged = {**(parameters or {}), "@pk": partition_key}
         return await self.query(container, sql, merged, partition_key, page_size)
 
+    @_recreating
     async def write_batch(
         self,
         container: str,
@@ -567,6 +656,8 @@ class CosmosStore:
         for index, operation in enumerate(operations):
             try:
                 results.append(await self._apply(container, partition_key, operation))
+            except ContainerMissing:
+                raise  # not this operation's failure: the container is gone
             except (CosmosStoreError, CosmosHttpResponseError) as error:
                 status = getattr(error, "status_code", None) or _status_of(error)
                 raise BatchFailed(index, status, str(error)) from error

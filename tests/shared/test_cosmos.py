@@ -15,6 +15,7 @@ from shared.storage.cosmos import (
     AlreadyExists,
     BatchFailed,
     BatchOperation,
+    ContainerMissing,
     ContainerSpec,
     CosmosStore,
     PreconditionFailed,
@@ -223,3 +224,45 @@ async def test_write_batch_failure_reports_index(store: CosmosStore) -> None:
     assert caught.value.status_code == 409
     # Not atomic on the emulator: the first operation stays applied.
     assert await store.read("docs", "new", "t1") is not None
+
+
+async def test_a_container_found_missing_is_recreated_once_and_the_call_retried(
+    cosmos_client: CosmosClient, unique_name: str
+) -> None:
+    """The emulator restarted empty (here: the database deleted under a running store)."""
+    store = CosmosStore(cosmos_client, unique_name, capabilities=EMULATOR, recreate_missing=True)
+    await store.ensure_containers([DOCS, LEASES])
+    await store.upsert("docs", {"id": "a", "tenantId": "t1"})
+    await cosmos_client.delete_database(unique_name)
+    try:
+        assert await store.read("docs", "a", "t1") is None  # recreated empty, not an error
+        await store.upsert("docs", {"id": "b", "tenantId": "t1"})
+        assert [row["id"] for row in await store.query_partition("docs", "t1")] == ["b"]
+        assert await store.delete("leases", "x", "t1") is False  # leases recreated too
+        assert (await store.read_database())["id"] == unique_name
+    finally:
+        await cosmos_client.delete_database(unique_name)
+
+
+async def test_without_rights_to_create_a_missing_container_is_container_missing(
+    cosmos_client: CosmosClient, unique_name: str
+) -> None:
+    """In Azure (DOCGATE_CREATE_RESOURCES=false) the store never creates: ContainerMissing,
+    which the edge answers 503, from every operation (a read is not 'no such item')."""
+    store = CosmosStore(cosmos_client, unique_name, capabilities=EMULATOR)
+    await store.ensure_containers([DOCS])
+    await cosmos_client.get_database_client(unique_name).delete_container("docs")
+    try:
+        operations = [
+            store.read("docs", "a", "t1"),
+            store.upsert("docs", {"id": "a", "tenantId": "t1"}),
+            store.query_partition("docs", "t1"),
+            store.delete("docs", "a", "t1"),
+            store.replace("docs", {"id": "a", "tenantId": "t1"}, None),
+            store.write_batch("docs", "t1", [BatchOperation.upsert({"id": "a", "tenantId": "t1"})]),
+        ]
+        for operation in operations:
+            with pytest.raises(ContainerMissing):
+                await operation
+    finally:
+        await cosmos_client.delete_database(unique_name)
