@@ -29,9 +29,11 @@ $(TOOLS_VENV)/.installed: requirements-tools.txt
 	$(TOOLS_VENV)/bin/python -m pip install --disable-pip-version-check -q -r requirements-tools.txt
 	@touch $@
 
+# The stamp holds the lock file's hash: a fresh checkout (newer mtime, same lock) sharing an
+# installed node_modules does not reinstall it (concurrent `npm ci` into one directory empty it).
 node_modules/.installed: package-lock.json
-	npm ci --no-audit --no-fund
-	@touch $@
+	@if sha256sum --status -c node_modules/.installed 2>/dev/null; then touch $@; else \
+		npm ci --no-audit --no-fund && sha256sum package-lock.json > $@; fi
 
 deps: $(VENV)/.installed node_modules/.installed ## Install Python and Node dependencies
 

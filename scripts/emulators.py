@@ -30,9 +30,11 @@ from types import FrameType
 from typing import Literal
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA_DIR = ROOT / ".data"
+# Everything the emulators keep (data, logs, pid files); EMULATORS_DATA_DIR moves it (tests).
+DATA_DIR = Path(os.environ.get("EMULATORS_DATA_DIR") or ROOT / ".data")
 LOG_DIR = DATA_DIR / "logs"
 RUN_DIR = DATA_DIR / "run"
+COSMOS_DIR = DATA_DIR / "cosmos"
 HOST = "127.0.0.1"
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
@@ -125,7 +127,8 @@ def configure_cosmos(env: Mapping[str, str]) -> Emulator:
     return Emulator(
         name="cosmos",
         ports=(port,),
-        command=("node", str(ROOT / "emulators" / "cosmos-server.js"), str(port)),
+        # Its data persists under .data/cosmos (snapshot + fsynced write log): see the script.
+        command=("node", str(ROOT / "emulators" / "cosmos-server.js"), str(port), str(COSMOS_DIR)),
         endpoint=f"https://{HOST}:{port}/",
         cmdline_marker="cosmos-server.js",
         https_probe_url=f"https://{HOST}:{port}/",
@@ -493,10 +496,28 @@ def command_run(emulators: Sequence[Emulator], command: Sequence[str]) -> int:
     for outcome in outcomes:
         print_outcome(outcome)
     sys.stdout.flush()
+    returncode = 128 + signal.SIGTERM
     try:
-        return run_child(command)
+        returncode = run_child(command)
     finally:
-        stop_started(outcomes)
+        if crashed(returncode):
+            # The host died (kill -9, a segfault): its emulators outlive it, with their data,
+            # for the next `make run` to reuse; `make stop` ends them.
+            print(
+                f"emulators: the command died with signal {returncode - 128}; the emulators "
+                "keep running (`make stop` stops them)",
+                file=sys.stderr,
+            )
+        else:
+            stop_started(outcomes)
+    return returncode
+
+
+def crashed(returncode: int) -> bool:
+    """Whether the child died of a signal other than an interrupt or termination request (as
+    a shell reports it: 128+N)."""
+    interrupts = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    return returncode > 128 and returncode - 128 not in interrupts
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
