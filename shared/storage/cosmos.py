@@ -215,10 +215,11 @@ def _recreating(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitabl
     @functools.wraps(method)
     async def run(self: CosmosStore, container: str, *args: Any, **kwargs: Any) -> Any:
         try:
-            return await method(self, container, *args, **kwargs)
-        except CosmosHttpResponseError as error:
-            await self._raise_if_gone(container, error)
-            raise
+            try:
+                return await method(self, container, *args, **kwargs)
+            except CosmosHttpResponseError as error:
+                await self._raise_if_gone(container, error)  # ContainerMissing, or:
+                raise
         except ContainerMissing:
             if not self.recreate_missing:
                 raise

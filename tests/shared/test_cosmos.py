@@ -235,7 +235,10 @@ async def test_a_container_found_missing_is_recreated_once_and_the_call_retried(
     await store.upsert("docs", {"id": "a", "tenantId": "t1"})
     await cosmos_client.delete_database(unique_name)
     try:
-        assert await store.read("docs", "a", "t1") is None  # recreated empty, not an error
+        assert await store.query_partition("docs", "t1") == []  # recreated empty, not an error
+        await cosmos_client.delete_database(unique_name)
+        assert await store.read("docs", "a", "t1") is None
+        await cosmos_client.delete_database(unique_name)
         await store.upsert("docs", {"id": "b", "tenantId": "t1"})
         assert [row["id"] for row in await store.query_partition("docs", "t1")] == ["b"]
         assert await store.delete("leases", "x", "t1") is False  # leases recreated too
