@@ -27,6 +27,7 @@ SENT: dict[tuple[str, str], tuple[str, bytes | None]] = {
     ("POST", "documents"): ("documents?name=notes.txt", b"Refunds within 30 days."),
     ("GET", "documents/{id}"): ("documents/0123456789abcdef", None),
     ("DELETE", "documents/{id}"): ("documents/0123456789abcdef", None),
+    ("PUT", "documents/{id}/acl"): ("documents/0123456789abcdef/acl", b'{"groups": ["finance"]}'),
     ("POST", "chat"): ("chat", CHAT.encode()),
     ("POST", "v1/chat/completions"): ("v1/chat/completions", CHAT.encode()),
 }
