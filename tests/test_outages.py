@@ -27,11 +27,23 @@ SENT: dict[tuple[str, str], tuple[str, bytes | None]] = {
     ("POST", "documents"): ("documents?name=notes.txt", b"Refunds within 30 days."),
     ("GET", "documents/{id}"): ("documents/0123456789abcdef", None),
     ("DELETE", "documents/{id}"): ("documents/0123456789abcdef", None),
+    ("GET", "documents/{id}/pages/{page:int}"): ("documents/0123456789abcdef/pages/1", None),
+    ("GET", "documents/{id}/pages/{page:int}/image"): (
+        "documents/0123456789abcdef/pages/1/image",
+        None,
+    ),
     ("PUT", "documents/{id}/acl"): ("documents/0123456789abcdef/acl", b'{"groups": ["finance"]}'),
     ("POST", "chat"): ("chat", CHAT.encode()),
     ("POST", "v1/chat/completions"): ("v1/chat/completions", CHAT.encode()),
 }
-NO_DEPENDENCY = {("GET", "v1/models"), ("GET", "regions")}  # answer from code alone (no regions)
+# Answer from code and settings alone: no dependency involved (no LLM regions configured).
+NO_DEPENDENCY = {
+    ("GET", "v1/models"),
+    ("GET", "regions"),
+    ("GET", "me"),
+    ("GET", "app/config.json"),
+    ("GET", "app/{*path}"),
+}
 
 
 @pytest.fixture(scope="module")
