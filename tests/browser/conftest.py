@@ -86,8 +86,9 @@ def console_app(
 class Steps:
     """Screenshots of each step of a test, kept in memory until the test's outcome is known."""
 
-    def __init__(self, page: Any) -> None:
+    def __init__(self, page: Any, base_url: str) -> None:
         self.page = page
+        self.base_url = base_url
         self.shots: list[tuple[str, bytes]] = []
 
     def shot(self, name: str, readme: str | None = None) -> None:
@@ -131,7 +132,7 @@ def steps(
     context = browser.new_context(viewport=DESKTOP, base_url=console_app.base_url)
     context.set_default_timeout(15_000)
     page = context.new_page()
-    recorded = Steps(page)
+    recorded = Steps(page, console_app.base_url)
     request.node.browser_steps = recorded
     try:
         yield recorded

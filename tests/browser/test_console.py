@@ -22,6 +22,10 @@ INGESTION_TIMEOUT_MS = 180_000  # the whole pipeline on a loaded 2-core machine
 SAFETY_QUESTION = "Were any serious incidents recorded at the terminals?"
 SAFETY_PAGE = 3  # REPORT_SECTIONS[2] opens page 3 of report_pdf
 PHONE = {"width": 390, "height": 844}
+CONTRACT_NOTE = (
+    "Lease summary\n\nThe warehouse lease ends on 30 June 2031.\n\n"
+    "The landlord is Harbour Estates Limited, of Antwerp.\n"
+)
 FLEET_NOTES = "Fleet notes\n\nThe fleet has twelve vessels, all registered in Rotterdam.\n"
 
 
@@ -232,3 +236,45 @@ def test_on_a_phone_upload_by_keyboard_ask_and_read_the_citation(steps: Steps) -
     expect(panel.get_by_role("img")).to_have_count(0)  # text has no page image
     assert fits_the_width(page)
     steps.shot("phone-chat", readme="phone")
+
+
+def test_a_group_only_upload_is_hidden_from_others_and_deleted_after_confirmation(
+    steps: Steps,
+) -> None:
+    page = steps.page
+    sign_in(page, "fiona", "contoso", ["developer"], "legal")
+    page.get_by_label("Who may read them").select_option("groups")
+    page.get_by_label("Names").fill("legal")
+    drop_files(page, {"contract.txt": (CONTRACT_NOTE.encode(), "text/plain")})
+    row = document_row(page, "contract.txt")
+    expect(row.locator(".state")).to_have_text("succeeded", timeout=INGESTION_TIMEOUT_MS)
+    expect(row).to_contain_text("group legal")
+    page.get_by_role("link", name="Chat").click()
+    page.get_by_label("Question").fill("When does the lease end?")
+    page.get_by_role("button", name="Ask").click()
+    expect(page.locator(".turn.assistant .text").last).to_contain_text("2031", timeout=60_000)
+    page.get_by_label("Question").fill("And who is the landlord?")  # a follow-up turn
+    page.get_by_role("button", name="Ask").click()
+    expect(page.locator(".turn.assistant")).to_have_count(2)
+    expect(page.locator(".turn.assistant .text").last).to_contain_text("Harbour", timeout=60_000)
+    steps.shot("follow-up")
+
+    outsider = page.context.browser.new_context(base_url=steps.base_url).new_page()
+    sign_in(outsider, "gus", "contoso", ["developer"])  # not in legal
+    expect(outsider.get_by_role("heading", name="Documents")).to_be_visible()
+    expect(document_row(outsider, "contract.txt")).to_have_count(0)
+    outsider.context.close()
+
+    page.get_by_role("link", name="Documents").click()
+    row = document_row(page, "contract.txt")
+    row.get_by_role("button", name="Delete contract.txt").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text("cannot be undone")
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(row).to_be_visible()
+    row.get_by_role("button", name="Delete contract.txt").click()
+    page.get_by_role("dialog").get_by_role("button", name="Delete").click()
+    expect(row).to_have_count(0)
+    page.reload()
+    expect(page.get_by_role("heading", name="Documents")).to_be_visible()
+    expect(document_row(page, "contract.txt")).to_have_count(0)
