@@ -75,6 +75,10 @@ def console_app(
         AUTH_AUTHORITY=f"http://127.0.0.1:{port}/runtime/dev-issuer",
         AUTH_DEV_ISSUER="true",
         AUTH_TENANTS="contoso,fabrikam",
+        # A person asks right after "succeeded": the in-process index refreshes often and a
+        # question waits for a due refresh (the defaults trade that for latency; README).
+        RETRIEVAL_REFRESH_SECONDS="0.5",
+        RETRIEVAL_REFRESH_WAIT_MS="10000",
     )
     host = start_app(folder, environment, port=port)
     try:
