@@ -126,6 +126,11 @@ def test_upload_watch_ingestion_ask_and_open_the_cited_page(steps: Steps) -> Non
     citation = answer.get_by_role("button", name=re.compile(r"report\.pdf, page 3"))
     expect(citation).to_be_visible()
     steps.shot("answered")
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    answer.get_by_role("button", name="Copy").click()
+    expect(answer.get_by_role("button", name="Copied")).to_be_visible()
+    copied = page.evaluate("() => navigator.clipboard.readText()")
+    assert copied == answer.locator(".text").inner_text()
 
     citation.first.click()
     panel = page.get_by_role("complementary", name="Cited source")

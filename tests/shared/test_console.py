@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -87,3 +88,28 @@ def test_the_policy_allows_this_origin_and_only_the_entra_authority_besides() ->
     headers = security_headers(entra)
     assert headers["X-Content-Type-Options"] == "nosniff"
     assert headers["X-Frame-Options"] == "DENY"
+
+
+def _luminance(hex_colour: str) -> float:
+    channels = [int(hex_colour[index : index + 2], 16) / 255 for index in (1, 3, 5)]
+    linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def contrast(foreground: str, background: str) -> float:
+    """WCAG 2 contrast ratio of two #rrggbb colours."""
+    lighter, darker = sorted((_luminance(foreground), _luminance(background)), reverse=True)
+    return (lighter + 0.05) / (darker + 0.05)
+
+
+def test_text_colours_meet_wcag_aa_contrast_on_their_backgrounds() -> None:
+    css = (WEB_ROOT / "app.css").read_text()
+    colours = dict(re.findall(r"--([a-z-]+):\s*(#[0-9a-fA-F]{6});", css))
+    pairs = [  # (text, background) as the stylesheet combines them
+        ("ink", "paper"), ("ink", "wash"), ("muted", "paper"), ("muted", "wash"),
+        ("accent", "paper"), ("accent", "wash"), ("accent-ink", "accent"), ("danger", "paper"),
+        ("ok", "paper"), ("warn", "paper"), ("ink", "mark"),
+    ]  # fmt: skip
+    ratios = {pair: contrast(colours[pair[0]], colours[pair[1]]) for pair in pairs}
+    assert {pair: round(r, 2) for pair, r in ratios.items() if r < 4.5} == {}
+    assert contrast("#ffffff", "#ffffff") == 1.0 and round(contrast("#000000", "#ffffff")) == 21
