@@ -12,9 +12,18 @@ measured in the same run.
 5. End to end: function_app under devhost against the emulators; wall seconds from blob upload to
    `succeeded` for a 10-page PDF, the per-step timings the status reports, then a second upload
    of identical bytes (the no-op path); vs. the same extract + chunk + embed done in-process.
+6. Scale: 300- and 1,000-page generated PDFs (`--scale-pages`) through function_app under
+   devhost, one after the other: per step wall seconds and pages or chunks per second (the
+   status's timings), and the host's resident memory (the devhost process and its children,
+   sampled every 0.2 s with psutil from this process): idle before, peak during, and settled
+   after each document. Beside them, in this process and the same run: plain pdfplumber
+   `extract_text` and our extractor over the document's first SCALE_BASELINE_PAGES pages, and
+   raw ONNX Runtime batches, `LocalEmbedder.embed` and the injection screen over a sample of its
+   chunks.
 
-Run: `.venv/bin/python bench/ingest.py [--quick]` (section 5 starts the emulators when they are
-not running and stops only what it started). Compare ratios, not absolute numbers.
+Run: `.venv/bin/python bench/ingest.py [--quick] [--only N]` (sections 5 and 6 start the
+emulators when they are not running and stop only what they started). Compare ratios, not
+absolute numbers.
 """
 
 from __future__ import annotations
@@ -66,6 +75,11 @@ POLL_SECONDS = 0.1
 E2E_TIMEOUT_SECONDS = 120.0
 TENANT = "contoso"  # one of tests/apphost.py's API keys acts for it
 STEPS = ("validate", "extract", "merge", "figures", "chunk", "embed", "index")
+SCALE_PAGES = (300, 1000)
+SCALE_BASELINE_PAGES = 60  # pdfplumber reads ~5-10 pages/s: a sample, not 1,300 pages
+SCALE_EMBED_SAMPLE = 128  # chunks embedded raw / by LocalEmbedder / screened, in this process
+RSS_INTERVAL = 0.2
+SETTLE_SECONDS = 8.0  # after a document: how long the host may take to give memory back
 
 T = TypeVar("T")
 
@@ -630,7 +644,13 @@ class App:
             raise RuntimeError(f"GET /api/documents/{doc_id} answered {code}: {body}")
         return body
 
-    def ingest(self, name: str, content: bytes, since: str = "") -> tuple[E2ERun, dict[str, Any]]:
+    def ingest(
+        self,
+        name: str,
+        content: bytes,
+        since: str = "",
+        timeout: float = E2E_TIMEOUT_SECONDS,
+    ) -> tuple[E2ERun, dict[str, Any]]:
         """Uploads `content` as blob `name` and polls until the document has succeeded (updated
         after `since`); returns the run and the final status."""
         from shared.documents.names import blob_path
@@ -640,7 +660,7 @@ class App:
         blob = self.blobs.get_blob_client(self.name, blob_path(TENANT, name))
         started = time.perf_counter()
         blob.upload_blob(content, overwrite=True, metadata={"tenant": TENANT})
-        deadline = time.monotonic() + E2E_TIMEOUT_SECONDS
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             status = self.status(doc_id)
             if status.get("updated", "") > since and status.get("state") == "succeeded":
@@ -648,9 +668,7 @@ class App:
             if status.get("state") == "failed":
                 raise RuntimeError(f"{name} failed: {status.get('error')}")
             time.sleep(POLL_SECONDS)
-        raise TimeoutError(
-            f"{name} not succeeded in {E2E_TIMEOUT_SECONDS} s\n{self.host.log_tail()}"
-        )
+        raise TimeoutError(f"{name} not succeeded in {timeout:.0f} s\n{self.host.log_tail()}")
 
     def close(self) -> None:
         """Stops the host and removes this run's containers and database."""
@@ -766,6 +784,213 @@ def print_e2e(
     )
 
 
+# 6. Scale: big documents, per step rates and the host's memory --------------------------------
+
+
+class RssSampler:
+    """Samples the resident memory of a process and its children from outside (psutil)."""
+
+    def __init__(self, pid: int) -> None:
+        import threading
+
+        import psutil
+
+        self._process = psutil.Process(pid)
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._peak = 0
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+        self._thread.start()
+
+    def rss(self) -> int:
+        """Bytes resident in the process tree now."""
+        import psutil
+
+        total = 0
+        for process in [self._process, *self._process.children(recursive=True)]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                total += process.memory_info().rss
+        return total
+
+    def _run(self) -> None:
+        while not self._stop.wait(RSS_INTERVAL):
+            value = self.rss()
+            with self._lock:
+                self._peak = max(self._peak, value)
+
+    def reset_peak(self) -> None:
+        """Starts a new peak from the current size."""
+        with self._lock:
+            self._peak = self.rss()
+
+    def peak(self) -> int:
+        """The largest size sampled since the last reset."""
+        with self._lock:
+            return max(self._peak, self.rss())
+
+    def settled(self, seconds: float = SETTLE_SECONDS) -> int:
+        """The smallest size seen over `seconds` (memory given back takes a moment)."""
+        smallest = self.rss()
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            time.sleep(RSS_INTERVAL)
+            smallest = min(smallest, self.rss())
+        return smallest
+
+    def close(self) -> None:
+        """Stops sampling."""
+        self._stop.set()
+        self._thread.join()
+
+
+@dataclass
+class ScaleRun:
+    """One big document through the app."""
+
+    pages: int
+    wall: float
+    timings: dict[str, float]
+    chunks: int
+    before: int  # host RSS before the upload (bytes)
+    peak: int
+    after: int  # settled RSS after it succeeded
+
+
+@dataclass
+class ScaleBaselines:
+    """Rates measured in this process on a sample of the big document."""
+
+    plumber_pages_s: float
+    ours_pages_s: float
+    raw_chunks_s: float
+    embedder_chunks_s: float
+    screen_chunks_s: float
+    sample_chunks: int
+
+
+def scale_baselines(content: bytes) -> ScaleBaselines:
+    """pdfplumber vs our extractor on the first pages; raw ONNX vs LocalEmbedder vs the
+    injection screen on a sample of their chunks (one timed round each: minutes matter)."""
+    from shared.security.detector import detect_batch
+
+    pages = SCALE_BASELINE_PAGES
+    head = Timing()
+    timed(lambda: plumber_text_pages(content, pages), head)
+    ours = Timing()
+    layout = timed(lambda: extract_ranges(content, PDF, pages), ours)
+    chunks = chunk_layout(layout, CHUNKING)
+    texts = [chunk.text for chunk in chunks][:SCALE_EMBED_SAMPLE]
+    batch_size = LocalEmbedder().batch_size
+    raw_embed(texts[:batch_size], batch_size)  # warm: the first runs of a session are slower
+    embedding = interleave(
+        1, {"raw": lambda: raw_embed(texts, batch_size), "ours": lambda: embed(texts)}
+    )
+    screening = Timing()
+    timed(lambda: detect_batch(texts), screening)
+    return ScaleBaselines(
+        plumber_pages_s=pages / head.best,
+        ours_pages_s=pages / ours.best,
+        raw_chunks_s=len(texts) / embedding["raw"].best,
+        embedder_chunks_s=len(texts) / embedding["ours"].best,
+        screen_chunks_s=len(texts) / screening.best,
+        sample_chunks=len(texts),
+    )
+
+
+def plumber_text_pages(content: bytes, pages: int) -> int:
+    """Baseline: plain pdfplumber `extract_text()` of the first `pages` pages."""
+    import pdfplumber
+
+    characters = 0
+    with pdfplumber.open(io.BytesIO(content), pages=list(range(1, pages + 1))) as document:
+        for page in document.pages:
+            characters += len(page.extract_text() or "")
+            page.close()
+    return characters
+
+
+def bench_scale(sizes: Sequence[int]) -> None:
+    """Section 6."""
+    import warnings
+
+    import urllib3
+
+    warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
+    documents = {pages: born_digital_pdf(pages, seed=31) for pages in sizes}
+    runs: list[ScaleRun] = []
+    with emulators() as endpoints, tempfile.TemporaryDirectory(prefix="bench-scale-") as folder:
+        app = App(endpoints, Path(folder))
+        sampler = RssSampler(app.host.process.pid)  # type: ignore[union-attr]
+        try:
+            started_rss = sampler.rss()
+            app.ingest("warm-up.pdf", born_digital_pdf(E2E_PAGES, seed=23))
+            idle = sampler.settled()
+            for pages, content in documents.items():
+                before = sampler.rss()
+                sampler.reset_peak()
+                run, status = app.ingest(
+                    f"report-{pages}.pdf", content, timeout=max(E2E_TIMEOUT_SECONDS, 2.0 * pages)
+                )
+                peak = sampler.peak()
+                after = sampler.settled()
+                chunks = int((status.get("counts") or {}).get("chunks", 0))
+                runs.append(ScaleRun(pages, run.wall, run.timings, chunks, before, peak, after))
+        finally:
+            sampler.close()
+            app.close()
+    baselines = scale_baselines(documents[max(documents)])
+    print_scale(app.start_seconds, started_rss, idle, runs, baselines)
+
+
+def print_scale(
+    start: float, started: int, idle: int, runs: Sequence[ScaleRun], baselines: ScaleBaselines
+) -> None:
+    """The scale tables: per step seconds and rates, memory, and the in-process baselines."""
+    mb = 1024 * 1024
+    print(
+        f"6. Scale: generated born-digital PDFs through function_app under devhost, one at a"
+        f" time; devhost started in {start:.1f} s at {started / mb:.0f} MB, idle after a"
+        f" warm-up upload {idle / mb:.0f} MB (RSS of the host process tree, psutil, every"
+        f" {RSS_INTERVAL * 1000:.0f} ms)"
+    )
+    header = "".join(f" {step:>8}" for step in STEPS)
+    print(f"  {'seconds':<16} {'wall':>7}{header}")
+    for run in runs:
+        steps = "".join(f" {run.timings.get(step, float('nan')):>8.2f}" for step in STEPS)
+        print(f"  {f'{run.pages} pages':<16} {run.wall:>7.1f}{steps}")
+    print(
+        f"  {'rates':<16} {'pages/s':>9} {'chunks':>7} {'chunks/s':>9}"
+        f" {'RSS before':>11} {'peak':>7} {'peak-idle':>10} {'after':>7} {'after/idle':>10}"
+    )
+    for run in runs:
+        extract = run.timings.get("extract") or float("nan")
+        embedding = run.timings.get("embed") or float("nan")
+        print(
+            f"  {f'{run.pages} pages':<16} {run.pages / extract:>9.1f} {run.chunks:>7}"
+            f" {run.chunks / embedding:>9.1f} {run.before / mb:>9.0f}MB {run.peak / mb:>5.0f}MB"
+            f" {(run.peak - idle) / mb:>8.0f}MB {run.after / mb:>5.0f}MB"
+            f" {run.after / idle - 1:>+10.0%}"
+        )
+    b = baselines
+    print(
+        f"  same run, in this process, first {SCALE_BASELINE_PAGES} pages of the"
+        f" {max(run.pages for run in runs)}-page document:"
+        f" pdfplumber extract_text {b.plumber_pages_s:.1f} pages/s (baseline), our extractor"
+        f" {b.ours_pages_s:.1f} pages/s ({b.ours_pages_s / b.plumber_pages_s:.1f}x);"
+    )
+    print(
+        f"  {b.sample_chunks} of its chunks: raw ONNX Runtime {b.raw_chunks_s:.1f} chunks/s"
+        f" (baseline), LocalEmbedder.embed {b.embedder_chunks_s:.1f} chunks/s"
+        f" ({b.embedder_chunks_s / b.raw_chunks_s:.0%} of raw), injection screen"
+        f" {b.screen_chunks_s:.1f} chunks/s; embed + screen together"
+        f" {1 / (1 / b.embedder_chunks_s + 1 / b.screen_chunks_s):.1f} chunks/s"
+    )
+    print(
+        "  (the app's embed step embeds and screens each chunk; its step timings are"
+        " orchestration clock laps, so they include scheduling and the work blobs)"
+    )
+
+
 # Entry point ---------------------------------------------------------------------------------
 
 
@@ -775,19 +1000,27 @@ def _load() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Runs the five benchmarks and prints their tables."""
+    """Runs the benchmarks and prints their tables."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds, pages and uploads")
     parser.add_argument(
         "--only",
         type=int,
         action="append",
-        choices=range(1, 6),
+        choices=range(1, 7),
         metavar="N",
-        help="run only section N (repeatable); 5 needs the emulators",
+        help="run only section N (repeatable); 5 and 6 need the emulators",
+    )
+    parser.add_argument(
+        "--scale-pages",
+        type=int,
+        nargs="+",
+        default=list(SCALE_PAGES),
+        metavar="PAGES",
+        help="document sizes of section 6 (default: 300 1000)",
     )
     arguments = parser.parse_args(argv)
-    sections = set(arguments.only or range(1, 6))
+    sections = set(arguments.only or range(1, 7))
     settings = QUICK if arguments.quick else FULL
     started = time.perf_counter()
     print(
@@ -811,8 +1044,10 @@ def main(argv: list[str] | None = None) -> int:
             bench_docx(settings)
         elif section == 4:
             bench_chunk_embed(settings, layout or extract_ranges(content, PDF, PDF_PAGES))
-        else:
+        elif section == 5:
             bench_e2e(settings)
+        else:
+            bench_scale(arguments.scale_pages)
     print(f"(total {time.perf_counter() - started:.1f} s; load average after: {_load()})")
     return 0
 

@@ -60,6 +60,7 @@ NGRAM_BUCKETS = 2048  # hashed word 1-2 grams and character 3-5 grams of the nor
 _NGRAM_WORD = re.compile(r"\w+")
 RULE_NAMES = tuple(dict.fromkeys(rule.name for rule in RULES))
 SIGNALS = tuple(SIGNAL_WEIGHTS)
+EMBED_BATCH = 32  # windows per model call (sorted by length: padding costs the same)
 
 
 def feature_names(embedding_dims: int) -> list[str]:
@@ -168,7 +169,7 @@ class FeatureSet:
 
 def featurise(texts: Sequence[str]) -> FeatureSet:
     """Features for `texts`, embedding every window of every text in one model call per batch."""
-    from shared.embeddings.local import embed_batch  # the ONNX session loads on first use
+    from shared.embeddings.local import embed_sorted  # the ONNX session loads on first use
 
     readings = tuple(read(text) for text in texts)
     pieces: list[str] = []
@@ -179,19 +180,9 @@ def featurise(texts: Sequence[str]) -> FeatureSet:
             pieces.append(window_reading.normalised.text)
             owners.append(index)
             cheap.append(cheap_features(window_reading, window))
-    embeddings = _embed(embed_batch, pieces)
+    embeddings = embed_sorted(pieces, EMBED_BATCH)
     rows = np.hstack([embeddings, np.vstack(cheap)]) if pieces else np.zeros((0, 0), np.float32)
     return FeatureSet(rows, np.asarray(owners, dtype=np.int64), readings)
-
-
-def _embed(embed_batch: object, pieces: list[str], batch: int = 32) -> np.ndarray:
-    """MiniLM vectors of `pieces`, in batches of similar length (padding costs the same)."""
-    order = sorted(range(len(pieces)), key=lambda index: len(pieces[index]))
-    vectors = np.zeros((len(pieces), 384), dtype=np.float32)
-    for start in range(0, len(order), batch):
-        chosen = order[start : start + batch]
-        vectors[chosen] = embed_batch([pieces[index] for index in chosen])  # type: ignore[operator]
-    return vectors
 
 
 @dataclass(frozen=True)

@@ -68,9 +68,9 @@ async def test_pdf_text_pages_headings_and_furniture() -> None:
     layout = result.layout
 
     assert [(page.number, page.engine, page.has_text_layer) for page in layout.pages] == [
-        (1, "pdfplumber", True),
-        (2, "pdfplumber", True),
-        (3, "pdfplumber", True),
+        (1, "pdfium", True),
+        (2, "pdfium", True),
+        (3, "pdfium", True),
     ]
     title = paragraph(layout, fixtures.REPORT_TITLE)
     assert (title.role, title.heading_level, title.page) == (TITLE, None, 1)
@@ -139,6 +139,68 @@ async def test_pdf_page_range_past_the_end_is_an_extraction_error() -> None:
 async def test_damaged_pdf_is_an_extraction_error() -> None:
     with pytest.raises(ExtractionError):
         await extract(b"%PDF-1.7\nthis is not really a pdf", PDF)
+
+
+# ---------------------------------------------------------------------------------------------
+# PDF: the two readers (PDFium's text page, pdfplumber) make the same layout.
+
+
+def reading(layout: Layout) -> list[tuple[object, ...]]:
+    """What chunking and citations use of a layout: paragraphs with page, role and level,
+    tables as grids, figures with captions."""
+    return [
+        *((item.page, item.role, item.heading_level, item.text) for item in layout.paragraphs),
+        *((table.page, table.grid(), table.header_rows()) for table in layout.tables),
+        *((figure.page, figure.caption, figure.width_px) for figure in layout.figures),
+    ]
+
+
+@pytest.mark.parametrize(
+    "document",
+    [fixtures.report_pdf, fixtures.figure_pdf, fixtures.ruled_table_pdf, fixtures.long_table_pdf],
+)
+async def test_pdfium_pages_read_as_pdfplumber_reads_them(
+    document: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shared.documents.engines.local import pdf
+
+    content = document()  # type: ignore[operator]
+    fast = (await extract(content, PDF)).layout
+    monkeypatch.setattr(pdf, "_fast_path_suffices", lambda page: False)
+    slow = (await extract(content, PDF)).layout
+
+    assert {page.engine for page in slow.pages} == {"pdfplumber"}
+    assert reading(fast) == reading(slow)
+    for ours, theirs in zip(fast.paragraphs, slow.paragraphs, strict=True):
+        assert ours.region is not None and theirs.region is not None
+        assert abs(ours.region.top - theirs.region.top) < 1.0  # points: the same place
+        assert abs(ours.region.left - theirs.region.left) < 0.5
+
+
+async def test_pages_that_may_hold_a_table_go_to_pdfplumber() -> None:
+    tables = (await extract(fixtures.long_table_pdf(), PDF)).layout
+    prose = (await extract(fixtures.report_pdf(), PDF)).layout
+
+    assert {page.engine for page in tables.pages} == {"pdfplumber"}  # ruling lines
+    assert {page.engine for page in prose.pages} == {"pdfium"}
+
+
+def test_pdfium_reader_words_and_table_signal() -> None:
+    import pypdfium2
+
+    from shared.documents.engines.local.pdf_text import read_page
+
+    document = pypdfium2.PdfDocument(fixtures.ruled_table_pdf())
+    try:
+        page = read_page(document[0])
+    finally:
+        document.close()
+    words = [word["text"] for word in page.words]
+    assert page.trusted and page.may_hold_table and page.unmapped_chars == 0
+    assert "Quarterly" in words and "4,500.00" in words
+    header = next(word for word in page.words if word["text"] == "Revenue")
+    assert header["bottom"] - header["top"] == pytest.approx(header["size"])
+    assert "Bold" in header["fontname"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -216,7 +278,7 @@ async def test_scanned_pdf_page_is_read_by_ocr() -> None:
     layout = (await extract(fixtures.scanned_pdf(), PDF)).layout
 
     assert [(p.number, p.engine, p.has_text_layer) for p in layout.pages] == [
-        (1, "pdfplumber", True),
+        (1, "pdfium", True),
         (2, "rapidocr", False),
     ]
     scanned = " ".join(item.text for item in layout.paragraphs if item.page == 2)

@@ -1,5 +1,8 @@
-"""PDF pages: pdfplumber reads the text layer, tables and images; pages without a usable text
-layer (scans) are rendered with pypdfium2 and OCR'd. Only the requested pages are opened.
+"""PDF pages: PDFium's text page reads born-digital pages (`pdf_text`); pdfplumber reads the
+pages that may hold a table (ruling lines), whose text layer PDFium cannot map one-to-one, or
+that look scanned; pages without a usable text layer are rendered with pypdfium2 and OCR'd. Both
+readers produce the same words, so lines, paragraphs, headings, furniture and figures come out of
+the same code. Only the requested pages are opened (pdfplumber only when a page needs it).
 
 Coordinates are PDF points from the page's top-left corner (pdfplumber's convention).
 """
@@ -34,6 +37,7 @@ from shared.documents.engines.local.ocr import (
     read_lines,
     sort_reading_order,
 )
+from shared.documents.engines.local.pdf_text import PdfiumPage, read_page
 from shared.documents.layout import (
     PAGE_FOOTER,
     PAGE_HEADER,
@@ -48,7 +52,8 @@ from shared.documents.layout import (
 )
 from shared.documents.pdfium import PDFIUM_LOCK
 
-TEXT_ENGINE = "pdfplumber"
+FAST_ENGINE = "pdfium"  # born-digital pages without ruling lines
+TEXT_ENGINE = "pdfplumber"  # pages that may hold a table, or whose text PDFium cannot map
 OCR_ENGINE = "rapidocr"
 MIN_TEXT_CHARS = 25  # fewer real characters than this on a page with a big image: a scan
 SCAN_COVERAGE = 0.5  # an image over this share of the page is what a scan looks like
@@ -85,6 +90,7 @@ class _PageRead:
     height: float
     has_text_layer: bool
     lines: list[TextLine]
+    engine: str = TEXT_ENGINE
     tables: list[PlumberTable] = field(default_factory=list)
     table_bold_rows: list[bool] = field(default_factory=list)
     table_texts: list[list[list[str | None]]] = field(default_factory=list)
@@ -94,10 +100,11 @@ class _PageRead:
 def extract(content: bytes, pages: PageRange | None) -> ExtractedLayout:
     """The layout of `pages` (None: all) of the PDF in `content`."""
     builder = LayoutBuilder()
-    with PDFIUM_LOCK, _open(content) as (plumber, pdfium):
-        numbers = _page_numbers(pages, len(plumber.pages))
-        reads = [_read_page(plumber.pages[number - 1], pdfium[number - 1]) for number in numbers]
+    with PDFIUM_LOCK, _open(content) as readers:
+        numbers = _page_numbers(pages, len(readers.pdfium))
+        reads = [_read(readers, number) for number in numbers]
         body_size = _body_size(reads)
+        pdfium = readers.pdfium
         furniture = _furniture_roles(reads)
         for read in reads:
             _emit_page(builder, read, pdfium[read.number - 1], body_size, furniture)
@@ -106,30 +113,54 @@ def extract(content: bytes, pages: PageRange | None) -> ExtractedLayout:
 
 def text_layer_pages(content: bytes, pages: PageRange) -> dict[int, bool]:
     """For each page in `pages`, whether it has a usable text layer (False: it needs OCR)."""
-    with pdfplumber.open(io.BytesIO(content)) as plumber:
-        numbers = _page_numbers(pages, len(plumber.pages))
+    with PDFIUM_LOCK, _open(content) as readers:
+        numbers = _page_numbers(pages, len(readers.pdfium))
         result = {}
         for number in numbers:
-            page = plumber.pages[number - 1]
+            fast = read_page(readers.pdfium[number - 1])
+            if fast.trusted and fast.unmapped_chars == 0 and fast.real_chars >= MIN_TEXT_CHARS:
+                result[number] = True
+                continue
+            page = readers.plumber.pages[number - 1]
             result[number] = _has_usable_text(page)
             page.close()
     return result
 
 
+class _Readers:
+    """PDFium over the document, and pdfplumber opened only if a page needs it."""
+
+    def __init__(self, content: bytes, pdfium: pypdfium2.PdfDocument) -> None:
+        self.content = content
+        self.pdfium = pdfium
+        self._plumber: pdfplumber.PDF | None = None
+
+    @property
+    def plumber(self) -> pdfplumber.PDF:
+        """pdfplumber over the same bytes, opened on first use."""
+        if self._plumber is None:
+            self._plumber = pdfplumber.open(io.BytesIO(self.content))
+        return self._plumber
+
+    def close(self) -> None:
+        """Closes both readers."""
+        if self._plumber is not None:
+            self._plumber.close()
+        self.pdfium.close()
+
+
 @contextmanager
-def _open(content: bytes) -> Iterator[tuple[pdfplumber.PDF, pypdfium2.PdfDocument]]:
-    """Both readers over the same bytes, closed afterwards."""
-    plumber = pdfplumber.open(io.BytesIO(content))
+def _open(content: bytes) -> Iterator[_Readers]:
+    """The readers over `content`, closed afterwards."""
     try:
         pdfium = pypdfium2.PdfDocument(content)
     except pypdfium2.PdfiumError as exc:
-        plumber.close()
         raise ExtractionError(f"pdfium cannot open the PDF: {exc}") from exc
+    readers = _Readers(content, pdfium)
     try:
-        yield plumber, pdfium
+        yield readers
     finally:
-        plumber.close()
-        pdfium.close()
+        readers.close()
 
 
 def _page_numbers(pages: PageRange | None, count: int) -> range:
@@ -143,6 +174,35 @@ def _page_numbers(pages: PageRange | None, count: int) -> range:
 
 # ---------------------------------------------------------------------------------------------
 # Reading a page.
+
+
+def _read(readers: _Readers, number: int) -> _PageRead:
+    """One page: from PDFium's text page when it suffices, else through pdfplumber."""
+    pdfium_page = readers.pdfium[number - 1]
+    fast = read_page(pdfium_page)
+    if _fast_path_suffices(fast):
+        return _PageRead(
+            number=number,
+            width=fast.width,
+            height=fast.height,
+            has_text_layer=True,
+            lines=_lines_from_words(fast.words),
+            images=[image for image in fast.images if _is_figure_sized(image)],
+            engine=FAST_ENGINE,
+        )
+    return _read_page(readers.plumber.pages[number - 1], pdfium_page)
+
+
+def _fast_path_suffices(page: PdfiumPage) -> bool:
+    """Whether PDFium's reading is the whole story: a trusted, fully mapped text layer with
+    enough real characters (a usable one whatever its images) and nothing a table could be
+    drawn with. Anything else - and every decision about scans - is pdfplumber's."""
+    return (
+        page.trusted
+        and not page.may_hold_table
+        and page.unmapped_chars == 0
+        and page.real_chars >= MIN_TEXT_CHARS
+    )
 
 
 def _read_page(page: PlumberPage, pdfium_page: pypdfium2.PdfPage) -> _PageRead:
@@ -166,7 +226,10 @@ def _read_page(page: PlumberPage, pdfium_page: pypdfium2.PdfPage) -> _PageRead:
         read.tables = [table for table, _ in kept]
         read.table_texts = [rows for _, rows in kept]
         read.table_bold_rows = [_first_row_bold(page, table) for table in read.tables]
-        read.lines = _text_lines(_without_tables(page, read.tables))
+        words = _without_tables(page, read.tables).extract_words(
+            extra_attrs=["size", "fontname"], keep_blank_chars=False, x_tolerance_ratio=WORD_GAP
+        )
+        read.lines = _lines_from_words(words)
     else:
         read.images = [image for image in read.images if not _is_scan(image, page)]
         read.lines = _ocr_lines(pdfium_page)
@@ -187,9 +250,14 @@ def _has_usable_text(page: PlumberPage) -> bool:
 
 def _is_scan(image: dict[str, Any], page: PlumberPage) -> bool:
     """Whether an image covers enough of the page to be the page itself."""
-    width = min(image["x1"], page.width) - max(image["x0"], 0)
-    height = min(image["bottom"], page.height) - max(image["top"], 0)
-    return width > 0 and height > 0 and width * height >= SCAN_COVERAGE * page.width * page.height
+    return _covers(image, float(page.width), float(page.height))
+
+
+def _covers(image: dict[str, Any], page_width: float, page_height: float) -> bool:
+    """Whether an image covers at least SCAN_COVERAGE of a page of this size."""
+    width = min(image["x1"], page_width) - max(image["x0"], 0)
+    height = min(image["bottom"], page_height) - max(image["top"], 0)
+    return width > 0 and height > 0 and width * height >= SCAN_COVERAGE * page_width * page_height
 
 
 def _is_figure_sized(image: dict[str, Any]) -> bool:
@@ -215,11 +283,9 @@ def _without_tables(page: PlumberPage, tables: list[PlumberTable]) -> PlumberPag
     return page.filter(outside)
 
 
-def _text_lines(page: PlumberPage) -> list[TextLine]:
-    """Words clustered into lines, split where a wide gap separates columns."""
-    words = page.extract_words(
-        extra_attrs=["size", "fontname"], keep_blank_chars=False, x_tolerance_ratio=WORD_GAP
-    )
+def _lines_from_words(words: list[dict[str, Any]]) -> list[TextLine]:
+    """Words (pdfplumber's shape, from either reader) clustered into lines, split where a wide
+    gap separates columns, in reading order."""
     rows: list[list[dict[str, Any]]] = []
     for word in sorted(words, key=lambda item: (round(item["top"]), item["x0"])):
         if rows and _same_line(rows[-1][0], word):
@@ -356,7 +422,7 @@ def _emit_page(
     builder.add_page(
         Page(
             number=read.number,
-            engine=TEXT_ENGINE if read.has_text_layer else OCR_ENGINE,
+            engine=read.engine if read.has_text_layer else OCR_ENGINE,
             width=read.width,
             height=read.height,
             unit="point",

@@ -1,0 +1,68 @@
+"""ONNX Runtime sessions that behave on a small, shared instance (2 cores, 2 GB).
+
+ONNX Runtime's defaults suit a dedicated server: worker threads spin for a while after each run
+waiting for more work (burning a core the event loop, the PDF parser or another Functions worker
+needs), and the CPU memory arena keeps the largest intermediate tensors it ever served and never
+returns them (a batch of 16 chunks of 256 tokens took the host from 1.6 to 3.5 GB in the
+issue-16 measurements). Every in-process model we run (MiniLM for embeddings and the injection
+detector) is created here instead:
+
+- no spinning threads (intra- and inter-op): idle means idle;
+- no CPU arena, no memory-pattern planning: tensors are freed when a run ends, so the process
+  returns to its idle size after a burst;
+- one run at a time per session (`RunGate`): the intra-op pool already uses every core, so
+  concurrent runs (several activities embedding at once) would only multiply peak memory and
+  thrash the caches.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
+
+T = TypeVar("T")
+
+# Session config keys (onnxruntime_session_options_config_keys.h).
+SPIN_KEYS = ("session.intra_op.allow_spinning", "session.inter_op.allow_spinning")
+
+
+def session_options(threads: int = 0) -> ort.SessionOptions:
+    """Options for a CPU session: sequential, no spinning, no arena; `threads` 0 is every core."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.enable_cpu_mem_arena = False
+    options.enable_mem_pattern = False
+    for key in SPIN_KEYS:
+        options.add_session_config_entry(key, "0")
+    return options
+
+
+def cpu_session(model: Path, threads: int = 0) -> ort.InferenceSession:
+    """An inference session on the CPU with `session_options`."""
+    import onnxruntime as ort
+
+    return ort.InferenceSession(
+        str(model), sess_options=session_options(threads), providers=["CPUExecutionProvider"]
+    )
+
+
+class RunGate:
+    """Serialises the runs of one session across threads (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def run(self, call: Callable[..., T], *args: Any) -> T:
+        """`call(*args)` while no other run of this gate is in progress."""
+        with self._lock:
+            return call(*args)

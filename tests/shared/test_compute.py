@@ -1,0 +1,49 @@
+"""ONNX Runtime sessions for a small shared instance: no spinning, no arena, one run at a time."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from shared.compute import SPIN_KEYS, RunGate, session_options
+from shared.embeddings.local import embed_batch, runtime
+
+
+def test_session_options_never_spin_and_keep_no_arena() -> None:
+    options = session_options()
+
+    assert [options.get_session_config_entry(key) for key in SPIN_KEYS] == ["0", "0"]
+    assert options.enable_cpu_mem_arena is False
+    assert options.enable_mem_pattern is False
+    assert options.inter_op_num_threads == 1
+
+
+def test_the_embedding_session_is_made_with_them() -> None:
+    used = runtime().session.get_session_options()
+
+    assert [used.get_session_config_entry(key) for key in SPIN_KEYS] == ["0", "0"]
+    assert used.enable_cpu_mem_arena is False
+    assert embed_batch(["a short sentence"]).shape == (1, 384)
+
+
+def test_run_gate_lets_one_run_at_a_time() -> None:
+    gate = RunGate()
+    inside = 0
+    most = 0
+    lock = threading.Lock()
+
+    def work() -> None:
+        nonlocal inside, most
+        with lock:
+            inside += 1
+            most = max(most, inside)
+        time.sleep(0.02)
+        with lock:
+            inside -= 1
+
+    threads = [threading.Thread(target=gate.run, args=(work,)) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert most == 1
