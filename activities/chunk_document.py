@@ -1,4 +1,9 @@
-"""`chunk_document`: the merged layout, with figure descriptions, cut into token-sized chunks."""
+"""`chunk_document`: the merged layout, with figure descriptions, cut into token-sized chunks.
+
+The chunks are stored one embedding batch per blob, with their index ids (document id + content
+hash + ordinal, computed here over the whole document), so each embedding activity reads only
+its batch and indexing streams the batches: no later step holds a whole document's chunks.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,9 @@ from dataclasses import asdict, replace
 from activities.context import IngestionContext
 from shared.documents.chunking import chunk_layout
 from shared.documents.detect import PPTX
+from shared.documents.index import chunk_ids
 from shared.documents.layout import Layout
-from shared.ingestion.contract import CHUNKS, MERGED_LAYOUT, Chunked, Failure, Job
+from shared.ingestion.contract import MERGED_LAYOUT, Chunked, Failure, Job, chunks_leaf
 
 
 async def _attach_descriptions(context: IngestionContext, layout: Layout) -> None:
@@ -27,18 +33,24 @@ def embedding_batches(count: int, size: int) -> list[tuple[int, int]]:
 
 
 async def chunk_document(job: Job, context: IngestionContext) -> Chunked:
-    """Writes the chunks blob; returns the count and the embedding batches."""
+    """Writes the chunks, one blob per embedding batch; returns the count and the batches."""
     work = context.work_area(job)
     layout = Layout.from_json(await work.get_json(MERGED_LAYOUT))
     await _attach_descriptions(context, layout)
     # Slides are units of their own: no chunk runs across two of them.
     options = replace(context.chunking, pages_are_slides=job.media_type == PPTX)
     chunks = chunk_layout(layout, options)
+    del layout  # the chunks are all that is needed from here on
     if not chunks:
         return Chunked(
             failed=Failure("no_text", "no text was found in the document (nothing to index)")
         )
-    await work.put_json(CHUNKS, [asdict(chunk) for chunk in chunks])
-    return Chunked(
-        chunks=len(chunks), batches=embedding_batches(len(chunks), context.embedding_batch_size)
-    )
+    ids = chunk_ids(job.document_id, chunks, context.embedder.model)
+    batches = embedding_batches(len(chunks), context.embedding_batch_size)
+    for start, end in batches:
+        items = [
+            {**asdict(chunk), "id": chunk_id}
+            for chunk, chunk_id in zip(chunks[start:end], ids[start:end], strict=True)
+        ]
+        await work.put_json(chunks_leaf(start), items)
+    return Chunked(chunks=len(chunks), batches=batches)

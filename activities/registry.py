@@ -24,6 +24,7 @@ from activities.fail_document import fail_document
 from activities.index_document import index_document
 from activities.merge_layout import merge_layout
 from activities.validate_upload import validate_upload
+from shared.compute import release_memory
 from shared.ingestion.contract import (
     Checked,
     Chunked,
@@ -73,7 +74,10 @@ def register(
     """`run` as an activity named after it (the name the orchestration's history records)."""
 
     async def activity(payload: dict[str, Any]) -> dict[str, Any]:
-        result = await run(input_type.parse(payload), await ingestion_context())
+        try:
+            result = await run(input_type.parse(payload), await ingestion_context())
+        finally:
+            release_memory()  # a step's pages, chunks and tensors go back to the system
         return result.as_json()
 
     activity.__name__ = activity.__qualname__ = run.__name__

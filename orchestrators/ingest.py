@@ -198,7 +198,7 @@ def _index_version(
         figure_hashes=[figure.sha256 for figure in merged.figures],
         timings=clock.timings,
     )
-    raw = yield call(context, steps.index, IndexRequest(job, summary))
+    raw = yield call(context, steps.index, IndexRequest(job, summary, chunked.batches))
     indexed = require(steps.index.result(raw))
     clock.lap("index")
     return {**indexed.as_json(), **summary.as_json(), "timings": clock.timings}

@@ -13,12 +13,22 @@ detector) is created here instead:
 - one run at a time per session (`RunGate`): the intra-op pool already uses every core, so
   concurrent runs (several activities embedding at once) would only multiply peak memory and
   thrash the caches.
+
+Without the arena, tensors go back to the C allocator, and glibc keeps freed memory in its
+per-thread heaps. `release_memory` (called when each ingestion activity ends) collects Python
+garbage and asks glibc to return free pages to the system (`malloc_trim`), so the host goes back
+to its idle size between documents (measured: 375 -> 222 MB after three threads embedded and
+screened 64 chunks each).
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import gc
 import threading
 from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -66,3 +76,26 @@ class RunGate:
         """`call(*args)` while no other run of this gate is in progress."""
         with self._lock:
             return call(*args)
+
+
+@cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's malloc_trim, or None where the C library has none (musl, macOS, Windows)."""
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    try:
+        return ctypes.CDLL(name).malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+def release_memory() -> bool:
+    """Collects garbage and returns the allocator's free pages to the system; False where the
+    C library cannot trim (collection still ran)."""
+    gc.collect()
+    trim = _malloc_trim()
+    if trim is None:
+        return False
+    trim(0)
+    return True

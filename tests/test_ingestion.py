@@ -111,6 +111,7 @@ def app(
         MAX_UPLOAD_BYTES=str(3 * 1024 * 1024),
         MAX_PAGES="30",
         PAGES_PER_BATCH="2",
+        EMBEDDING_BATCH_SIZE="4",  # documents stream through several chunk batches
         RECONCILE_SCHEDULE="*/2 * * * * *",
     )
 
@@ -245,6 +246,21 @@ def test_shrunk_content_leaves_no_orphans_and_keeps_unchanged_chunks(app: Deploy
     unchanged = set(after) & set(before)
     assert unchanged and all(after[cid] == before[cid] for cid in unchanged)  # untouched
     assert second["counts"]["chunks"] == len(after)
+
+
+def test_chunk_batches_stream_into_one_complete_index(app: Deployment) -> None:
+    text = "\n\n".join(f"Part {i}. " + (f"Crane {i} lifted cargo. " * 50) for i in range(6))
+    doc_id = app.upload("stream/parts.txt", text.encode())
+    status = app.wait_done(doc_id)
+    assert status["state"] == "succeeded", status.get("error")
+    chunks = app.chunks(doc_id)
+    manifest_ids = app.manifest(doc_id)["chunk_ids"]
+    assert status["counts"]["chunks"] == len(chunks) == len(manifest_ids) > 8  # 3+ batches
+    assert sorted(manifest_ids) == sorted(chunk["id"] for chunk in chunks)
+    assert len(set(manifest_ids)) == len(manifest_ids)
+    assert all(len(chunk["embedding"]) == 384 and chunk["injection"] for chunk in chunks)
+    for part in range(6):  # every part made it, whichever batch carried it
+        assert f"Crane {part} lifted cargo." in text_of(chunks)
 
 
 def test_delete_removes_everything(app: Deployment) -> None:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import AsyncIterable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from shared.documents.figures import FigureCache
 from shared.storage.cosmos import ContainerSpec, CosmosStore, PreconditionFailed
@@ -51,7 +51,15 @@ class ChunkDraft:
     page_spans: list[dict[str, int]] = field(default_factory=list)  # see pagespans.py
 
 
-def chunk_ids(doc_id: str, drafts: list[ChunkDraft], embedding_model: str) -> list[str]:
+class ChunkContent(Protocol):
+    """What a chunk's id is made of (a ChunkDraft, or the chunker's Chunk)."""
+
+    kind: str
+    text: str
+    pages: list[int]
+
+
+def chunk_ids(doc_id: str, drafts: Sequence[ChunkContent], embedding_model: str) -> list[str]:
     """Ids from document id + content hash + ordinal among identical contents.
 
     The ordinal counts repeats of the same content, not the position, so inserting a paragraph
@@ -246,24 +254,35 @@ async def is_live(store: CosmosStore, tenant: str, chunk_ids: Iterable[str]) -> 
 
 
 async def commit_version(
-    store: CosmosStore, version: Version, drafts: list[ChunkDraft], model: str
+    store: CosmosStore,
+    version: Version,
+    batches: AsyncIterable[Sequence[tuple[str, ChunkDraft]]],
+    model: str,
 ) -> Committed:
-    """Stages the version's chunks, then commits them: this version becomes the searchable one.
+    """Stages the version's chunks batch by batch, then commits them: this version becomes the
+    searchable one. `batches` yields (chunk id, draft) pairs in document order (ids from
+    `chunk_ids` over the whole document); only one batch is held at a time, so memory does not
+    grow with the document.
 
     EmbeddingMismatch when the index holds vectors of another model; VersionConflict when
     another version committed meanwhile (a retry re-reads it and converges).
     """
-    dimensions = len(drafts[0].embedding)
-    await check_embedding_space(store, model, dimensions)
     document = version.document
     tenant, doc_id = document["tenant"], document["id"]
-    ids = chunk_ids(doc_id, drafts, model)
     previous = await read_manifest(store, tenant, doc_id)
     live = set((previous or {}).get("chunk_ids", []))
-    items = [
-        chunk_item(cid, draft, document, model) for cid, draft in zip(ids, drafts, strict=True)
-    ]
-    staged = await stage_chunks(store, items, live)
+    ids: list[str] = []
+    dimensions = 0
+    staged = 0
+    async for batch in batches:
+        if not batch:
+            continue
+        if not dimensions:
+            dimensions = len(batch[0][1].embedding)
+            await check_embedding_space(store, model, dimensions)
+        items = [chunk_item(cid, draft, document, model) for cid, draft in batch]
+        staged += len(await stage_chunks(store, items, live))
+        ids += [cid for cid, _ in batch]
     manifest = {
         "version": document["sha256"],
         "etag": version.etag,
@@ -278,7 +297,7 @@ async def commit_version(
         raise VersionConflict(
             "another version of this document committed concurrently"
         ) from conflict
-    return Committed(ids, len(staged), removed, model, dimensions)
+    return Committed(ids, staged, removed, model, dimensions)
 
 
 __all__ = [
@@ -288,6 +307,7 @@ __all__ = [
     "MANIFESTS",
     "MANIFESTS_CONTAINER",
     "STAGED",
+    "ChunkContent",
     "ChunkDraft",
     "Committed",
     "EmbeddingMismatch",

@@ -241,10 +241,12 @@ class Summary(Contract):
 
 @dataclass(frozen=True)
 class IndexRequest(Contract):
-    """index_document: make the job's version the searchable one."""
+    """index_document: make the job's version the searchable one, streaming the chunk batches
+    (as `Chunked.batches`) in order."""
 
     job: Job
     summary: Summary
+    batches: list[tuple[int, int]]
 
 
 @dataclass(frozen=True)
@@ -280,7 +282,6 @@ class FailureRecorded(Contract):
 # The work area: intermediate blobs, by name ----------------------------------------------------
 
 MERGED_LAYOUT = "layout.json"
-CHUNKS = "chunks.json"
 
 
 def layout_leaf(pages: PageSpan) -> str:
@@ -291,6 +292,12 @@ def layout_leaf(pages: PageSpan) -> str:
 def figure_leaf(sha256: str) -> str:
     """Where a figure's PNG crop is stored."""
     return f"figures/{sha256}.png"
+
+
+def chunks_leaf(start: int) -> str:
+    """Where the chunks of the embedding batch starting at `start` are stored (with their ids):
+    each embedding activity reads only its own batch, and indexing streams them in order."""
+    return f"chunks-{start:06d}.json"
 
 
 def embeddings_leaf(start: int) -> str:

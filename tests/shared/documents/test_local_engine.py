@@ -177,12 +177,28 @@ async def test_pdfium_pages_read_as_pdfplumber_reads_them(
         assert abs(ours.region.left - theirs.region.left) < 0.5
 
 
-async def test_pages_that_may_hold_a_table_go_to_pdfplumber() -> None:
-    tables = (await extract(fixtures.long_table_pdf(), PDF)).layout
-    prose = (await extract(fixtures.report_pdf(), PDF)).layout
+def drawing_pdf() -> bytes:
+    """One page of prose with a rounded box around it: curves PDFium's reader leaves alone."""
+    from reportlab.lib.pagesizes import A4
+    from reportlab.pdfgen import canvas
 
-    assert {page.engine for page in tables.pages} == {"pdfplumber"}  # ruling lines
-    assert {page.engine for page in prose.pages} == {"pdfium"}
+    buffer = io.BytesIO()
+    page = canvas.Canvas(buffer, pagesize=A4)
+    for line in range(6):
+        page.drawString(80, 700 - 14 * line, f"Line {line} of the note about crane maintenance.")
+    page.roundRect(70, 600, 400, 120, 12)
+    page.save()
+    return buffer.getvalue()
+
+
+async def test_tables_are_found_on_pdfium_pages_and_curves_go_to_pdfplumber() -> None:
+    tables = (await extract(fixtures.long_table_pdf(), PDF)).layout
+    drawing = (await extract(drawing_pdf(), PDF)).layout
+
+    assert {page.engine for page in tables.pages} == {"pdfium"}  # ruling lines it translates
+    assert len(tables.tables) == 2
+    assert [page.engine for page in drawing.pages] == ["pdfplumber"]  # a rounded rectangle
+    assert "Line 5 of the note" in body_texts(drawing)
 
 
 def test_pdfium_reader_words_and_table_signal() -> None:

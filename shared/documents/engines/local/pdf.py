@@ -22,6 +22,7 @@ import pdfplumber
 import pypdfium2
 from pdfplumber.page import Page as PlumberPage
 from pdfplumber.table import Table as PlumberTable
+from pdfplumber.table import TableFinder, TableSettings
 
 from shared.documents.engines.base import ExtractionError
 from shared.documents.engines.local import (
@@ -37,7 +38,13 @@ from shared.documents.engines.local.ocr import (
     read_lines,
     sort_reading_order,
 )
-from shared.documents.engines.local.pdf_text import PdfiumPage, read_page
+from shared.documents.engines.local.pdf_text import (
+    PdfiumPage,
+    PlumberView,
+    chars_in,
+    close,
+    read_page,
+)
 from shared.documents.layout import (
     PAGE_FOOTER,
     PAGE_HEADER,
@@ -180,26 +187,70 @@ def _read(readers: _Readers, number: int) -> _PageRead:
     """One page: from PDFium's text page when it suffices, else through pdfplumber."""
     pdfium_page = readers.pdfium[number - 1]
     fast = read_page(pdfium_page)
-    if _fast_path_suffices(fast):
-        return _PageRead(
+    try:
+        if not _fast_path_suffices(fast):
+            return _read_page(readers.plumber.pages[number - 1], pdfium_page)
+        read = _PageRead(
             number=number,
             width=fast.width,
             height=fast.height,
             has_text_layer=True,
-            lines=_lines_from_words(fast.words),
+            lines=[],
             images=[image for image in fast.images if _is_figure_sized(image)],
             engine=FAST_ENGINE,
         )
-    return _read_page(readers.plumber.pages[number - 1], pdfium_page)
+        words = fast.words
+        if fast.may_hold_table:
+            words = _read_tables(fast, read)
+        read.lines = _lines_from_words(words)
+        return read
+    finally:
+        close(fast)
+
+
+def _read_tables(fast: PdfiumPage, read: _PageRead) -> list[dict[str, Any]]:
+    """pdfplumber's table finder over PDFium's edges and the table areas' characters, kept as
+    the pdfplumber path keeps them (`_is_tabular`); fills the tables of `read` and returns the
+    words outside them."""
+    view = PlumberView(fast)
+    finder = TableFinder(view, TableSettings.resolve(None))  # what page.find_tables() runs
+    found = [table for table in finder.tables if table.cells]
+    if not found:
+        return fast.words
+    view.chars = chars_in(fast, [table.bbox for table in found])
+    extracted = [(table, table.extract(x_tolerance_ratio=WORD_GAP)) for table in found]
+    kept = [(table, rows) for table, rows in extracted if _is_tabular(rows)]
+    read.tables = [table for table, _ in kept]
+    read.table_texts = [rows for _, rows in kept]
+    read.table_bold_rows = [
+        _first_row_bold([char for char in view.chars if _touches(char, table.bbox)], table)
+        for table in read.tables
+    ]
+    boxes = [table.bbox for table in read.tables]
+    return [word for word in fast.words if not any(_centre_in(word, box) for box in boxes)]
+
+
+def _touches(obj: dict[str, Any], box: tuple[float, float, float, float]) -> bool:
+    """Whether an object overlaps `box` (pdfplumber's within_bbox with strict=False)."""
+    x0, top, x1, bottom = box
+    return obj["x1"] >= x0 and obj["x0"] <= x1 and obj["bottom"] >= top and obj["top"] <= bottom
+
+
+def _centre_in(obj: dict[str, Any], box: tuple[float, float, float, float]) -> bool:
+    """Whether an object's centre lies inside `box` (how table text leaves the paragraphs)."""
+    x0, top, x1, bottom = box
+    x = (obj["x0"] + obj["x1"]) / 2
+    y = (obj["top"] + obj["bottom"]) / 2
+    return x0 <= x <= x1 and top <= y <= bottom
 
 
 def _fast_path_suffices(page: PdfiumPage) -> bool:
     """Whether PDFium's reading is the whole story: a trusted, fully mapped text layer with
-    enough real characters (a usable one whatever its images) and nothing a table could be
-    drawn with. Anything else - and every decision about scans - is pdfplumber's."""
+    enough real characters (a usable one whatever its images), and ruling lines, if any, that
+    it translated exactly. Anything else - and every decision about scans - is pdfplumber's."""
     return (
         page.trusted
-        and not page.may_hold_table
+        and page.edges is not None
         and page.unmapped_chars == 0
         and page.real_chars >= MIN_TEXT_CHARS
     )
@@ -225,7 +276,10 @@ def _read_page(page: PlumberPage, pdfium_page: pypdfium2.PdfPage) -> _PageRead:
         kept = [(table, rows) for table, rows in found if _is_tabular(rows)]
         read.tables = [table for table, _ in kept]
         read.table_texts = [rows for _, rows in kept]
-        read.table_bold_rows = [_first_row_bold(page, table) for table in read.tables]
+        read.table_bold_rows = [
+            _first_row_bold(page.within_bbox(table.bbox, strict=False).chars, table)
+            for table in read.tables
+        ]
         words = _without_tables(page, read.tables).extract_words(
             extra_attrs=["size", "fontname"], keep_blank_chars=False, x_tolerance_ratio=WORD_GAP
         )
@@ -346,11 +400,11 @@ def _is_tabular(rows: list[list[str | None]]) -> bool:
     return sum(sum(1 for cell in row if cell and cell.strip()) >= 2 for row in rows) >= 2
 
 
-def _first_row_bold(page: PlumberPage, table: PlumberTable) -> bool:
-    """Whether the first row is set in bold while the rest of the table is not."""
+def _first_row_bold(chars: list[dict[str, Any]], table: PlumberTable) -> bool:
+    """Whether the first row is set in bold while the rest of the table is not (`chars`: those
+    touching the table: one found at the page edge may overhang the page box by a rounding
+    error)."""
     first = table.rows[0].bbox
-    # strict=False: a table found at the page edge may overhang the page box by a rounding error.
-    chars = page.within_bbox(table.bbox, strict=False).chars
     head = [char for char in chars if first[1] <= char["top"] < first[3] and char["text"].strip()]
     body = [char for char in chars if char["top"] >= first[3] and char["text"].strip()]
     head_bold = bool(head) and all(BOLD_FONT.search(char["fontname"]) for char in head)
