@@ -249,7 +249,7 @@ def test_shrunk_content_leaves_no_orphans_and_keeps_unchanged_chunks(app: Deploy
 
 
 def test_chunk_batches_stream_into_one_complete_index(app: Deployment) -> None:
-    text = "\n\n".join(f"Part {i}. " + (f"Crane {i} lifted cargo. " * 50) for i in range(6))
+    text = "\n\n".join(f"Part {i}. " + (f"Crane {i} lifted cargo. " * 50) for i in range(12))
     doc_id = app.upload("stream/parts.txt", text.encode())
     status = app.wait_done(doc_id)
     assert status["state"] == "succeeded", status.get("error")
@@ -259,7 +259,7 @@ def test_chunk_batches_stream_into_one_complete_index(app: Deployment) -> None:
     assert sorted(manifest_ids) == sorted(chunk["id"] for chunk in chunks)
     assert len(set(manifest_ids)) == len(manifest_ids)
     assert all(len(chunk["embedding"]) == 384 and chunk["injection"] for chunk in chunks)
-    for part in range(6):  # every part made it, whichever batch carried it
+    for part in range(12):  # every part made it, whichever batch carried it
         assert f"Crane {part} lifted cargo." in text_of(chunks)
 
 

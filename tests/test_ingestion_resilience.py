@@ -73,7 +73,7 @@ def test_auto_mode_sends_only_scanned_pages_to_document_intelligence(
     status = app.wait_done(doc_id)
     assert status["state"] == "succeeded", status.get("error")
     # Page 1 has a real text layer: read for free. Page 2 is a scan: Document Intelligence.
-    assert status["engines"] == {"pdfplumber": [1], "document-intelligence": [2]}
+    assert status["engines"] == {"pdfium": [1], "document-intelligence": [2]}
     assert status["cost_usd"] == pytest.approx(0.01)
     analyzed = layout.seen("analyze")
     assert [request.query.get("pages") for request in analyzed] == ["2-2"]
