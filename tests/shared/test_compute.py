@@ -60,6 +60,7 @@ def test_release_memory_gives_freed_heap_back_to_the_system() -> None:
         blocks = [bytearray(1000) for _ in range(150_000)]
         survivors.extend(blocks[::1000])  # a few kept, scattered through the heap
 
+    release_memory()  # free heap left by earlier tests would absorb the churn unseen
     before = process.memory_info().rss
     worker = threading.Thread(target=churn)
     worker.start()

@@ -157,7 +157,13 @@ def reading(layout: Layout) -> list[tuple[object, ...]]:
 
 @pytest.mark.parametrize(
     "document",
-    [fixtures.report_pdf, fixtures.figure_pdf, fixtures.ruled_table_pdf, fixtures.long_table_pdf],
+    [
+        fixtures.report_pdf,
+        fixtures.figure_pdf,
+        fixtures.ruled_table_pdf,
+        fixtures.long_table_pdf,
+        fixtures.flowing_pdf,
+    ],
 )
 async def test_pdfium_pages_read_as_pdfplumber_reads_them(
     document: object, monkeypatch: pytest.MonkeyPatch
