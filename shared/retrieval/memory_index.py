@@ -15,8 +15,9 @@ whatever the tenant's size, and a change costs work in proportion to the chunks 
   dead.
 - **Admission.** Chunks sharing (tenant, status, ACL) form an ACL class, and chunks sharing
   the document fields a filter can name form a document class. A question runs the ACL rule
-  once per ACL class and a filter once per document class (per chunk only when the filter
-  names pages or headings), then masks the arrays.
+  once per ACL class and each filter condition on a document field once per document class;
+  page ranges compare per-slot lowest/highest pages; only other page or heading conditions
+  look at chunks one by one. Then the arrays are masked.
 
 The results are the scan's: BM25 statistics over the readable chunks only (the helpers of
 `shared.retrieval.keyword`, same term order and float operations), exact cosine similarity,
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from array import array
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from shared.retrieval.access import is_searchable
-from shared.retrieval.filters import MATCH_ALL, Condition, Group, Node, matches
+from shared.retrieval.filters import MATCH_ALL, Group, Node, matches
 from shared.retrieval.keyword import (
     TermCounts,
     average_length,
@@ -58,6 +60,14 @@ PRUNE_MIN_POSTINGS = 64  # shorter posting lists are never pruned
 GATHER_FRACTION = 0.125  # below this share of readable rows, score only those rows
 MAX_VERDICTS = 256  # principals and filters whose verdicts per class are kept
 ACL_FIELDS = ("tenant", "status", "acl")
+# A page condition holds when ANY page satisfies it (filters.py): for an order comparison that
+# is a comparison of the highest page (> and >=) or of the lowest (< and <=).
+PAGE_BOUNDS: dict[str, tuple[str, Callable[[np.ndarray, Any], np.ndarray]]] = {
+    "$gt": ("max", np.greater),
+    "$gte": ("max", np.greater_equal),
+    "$lt": ("min", np.less),
+    "$lte": ("min", np.less_equal),
+}
 DOCUMENT_FIELDS = ("document_id", "document_name", "media_type", "kind")
 # What the index keeps of a chunk (everything retrieval returns or filters on), as the scan did.
 FIELDS = (
@@ -139,12 +149,14 @@ class _Classes:
         return known
 
 
-def filter_fields(node: Node) -> set[str]:
-    """The chunk fields a filter names."""
-    if isinstance(node, Condition):
-        return {node.field.name}
-    assert isinstance(node, Group)
-    return set().union(*(filter_fields(part) for part in node.parts))
+def _page_range(pages: Any) -> tuple[float, float]:
+    """The lowest and highest numeric page (what a filter can compare); NaN when none."""
+    numbers = [
+        float(page)
+        for page in (pages if isinstance(pages, list) else [])
+        if isinstance(page, int | float) and not isinstance(page, bool) and math.isfinite(page)
+    ]
+    return (min(numbers), max(numbers)) if numbers else (math.nan, math.nan)
 
 
 def _grown(values: np.ndarray, capacity: int, fill: Any = 0) -> np.ndarray:
@@ -185,6 +197,8 @@ class ChunkIndex:
         self._acl_class = np.zeros(0, dtype=np.int32)
         self._document_class = np.zeros(0, dtype=np.int32)
         self._slot_row = np.zeros(0, dtype=np.int64)
+        self._page_min = np.zeros(0, dtype=np.float64)  # NaN: no numeric page
+        self._page_max = np.zeros(0, dtype=np.float64)
         self._next_order = 0
         self._matrix = np.zeros((0, 0), dtype=np.float32)
         self._row_slot = np.zeros(0, dtype=np.int64)
@@ -205,6 +219,13 @@ class ChunkIndex:
     def dead_rows(self) -> int:
         """Matrix rows of removed or replaced chunks not yet compacted away."""
         return self._rows - len(self._slot_of)
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """The rows in use of the vector matrix (dead rows included), read-only."""
+        view = self._matrix[: self._rows]
+        view.flags.writeable = False
+        return view
 
     @property
     def matrix_bytes(self) -> int:
@@ -282,6 +303,7 @@ class ChunkIndex:
         self._acl_class[slot] = self._acl_classes.of(metadata)
         self._document_class[slot] = self._document_classes.of(metadata)
         self._slot_row[slot] = row
+        self._page_min[slot], self._page_max[slot] = _page_range(metadata.get("pages"))
         self._slot_of[metadata["id"]] = slot
         for term, count in terms.counts.items():
             postings = self._postings.get(term)
@@ -304,6 +326,8 @@ class ChunkIndex:
         self._acl_class = _grown(self._acl_class, capacity)
         self._document_class = _grown(self._document_class, capacity)
         self._slot_row = _grown(self._slot_row, capacity, -1)
+        self._page_min = _grown(self._page_min, capacity, np.nan)
+        self._page_max = _grown(self._page_max, capacity, np.nan)
 
     def _grow_rows(self) -> None:
         """More capacity for the matrix (one copy of the rows used)."""
@@ -340,14 +364,39 @@ class ChunkIndex:
         allowed = self._alive[:slots] & acl[self._acl_class[:slots]]
         if filters == MATCH_ALL:
             return allowed
-        if filter_fields(filters) <= set(DOCUMENT_FIELDS):
-            passing = self._document_classes.admitted(
-                repr(filters), lambda sample: matches(filters, sample)
+        return self._passing(filters, allowed)
+
+    def _passing(self, node: Node, candidates: np.ndarray) -> np.ndarray:
+        """`candidates` narrowed to the slots whose chunk passes `node`.
+
+        Document fields are judged once per document class, page ranges by the per-slot
+        lowest and highest page; only other conditions on pages or headings look at chunks
+        one by one, and only at the candidates still in play (an AND narrows as it goes).
+        """
+        if isinstance(node, Group):
+            if node.all_of:
+                for part in node.parts:
+                    candidates = self._passing(part, candidates)
+                return candidates
+            passing = np.zeros_like(candidates)
+            for part in node.parts:
+                passing |= self._passing(part, candidates & ~passing)
+            return passing
+        name, slots = node.field.name, self._slots
+        if name in DOCUMENT_FIELDS:
+            verdicts = self._document_classes.admitted(
+                repr(node), lambda sample: matches(node, sample)
             )
-            return allowed & passing[self._document_class[:slots]]
-        for slot in np.flatnonzero(allowed):  # pages/headings differ per chunk
-            allowed[slot] = matches(filters, self._items[slot])  # type: ignore[arg-type]
-        return allowed
+            return candidates & verdicts[self._document_class[:slots]]
+        if name == "pages" and node.operator in PAGE_BOUNDS:
+            bound, compare = PAGE_BOUNDS[node.operator]
+            pages = (self._page_max if bound == "max" else self._page_min)[:slots]
+            with np.errstate(invalid="ignore"):  # NaN (no numeric page) never passes
+                return candidates & compare(pages, node.value)
+        passing = candidates.copy()
+        for slot in np.flatnonzero(candidates):
+            passing[slot] = matches(node, self._items[slot])  # type: ignore[arg-type]
+        return passing
 
     def score(
         self, text: str, vector: Sequence[float], allowed: np.ndarray, candidates: int
@@ -436,4 +485,4 @@ class ChunkIndex:
         return slots, frequencies
 
 
-__all__ = ["FIELDS", "ChunkIndex", "Ranked", "Scored", "best", "filter_fields"]
+__all__ = ["FIELDS", "ChunkIndex", "Ranked", "Scored", "best"]

@@ -39,6 +39,9 @@ FILTERS = (
     parse_filter({"kind": {"$ne": "table"}, "document_name": {"$gte": "cdoc2"}}),
     parse_filter({"pages": {"$gte": 20}}),  # per chunk
     parse_filter({"$or": [{"headings": "Section 3"}, {"document_id": "cdoc9"}]}),
+    parse_filter({"pages": {"$gt": 4, "$lte": 9}, "kind": "text"}),  # page bounds
+    parse_filter({"$or": [{"pages": {"$ne": 3}}, {"pages": {"$lt": 2}}]}),
+    parse_filter({"$and": [{"headings": {"$in": ["Part 3", "Part 9"]}}, {"pages": 2}]}),
 )
 
 

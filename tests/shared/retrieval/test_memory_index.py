@@ -7,7 +7,7 @@ import itertools
 
 import numpy as np
 
-from shared.retrieval.filters import MATCH_ALL
+from shared.retrieval.filters import MATCH_ALL, matches, parse_filter
 from shared.retrieval.memory_index import COMPACT_MIN_DEAD, GROWTH, MIN_CAPACITY, best
 from shared.retrieval.search import SearchRequest, TenantIndex
 from shared.security.principal import Principal
@@ -62,3 +62,20 @@ def test_removed_chunks_never_surface_and_mostly_dead_postings_are_pruned() -> N
     assert before - after  # some results were removed ones
     postings = index._postings[common]  # internal: the pruning itself
     assert len(postings.slots) <= 100
+
+
+def test_page_bounds_agree_with_the_filter_semantics_on_odd_pages() -> None:
+    odd_pages: list[object] = [[True], ["3"], [], None, [2.5, 7], [float("nan"), 4], [1, 9]]
+    index = TenantIndex()
+    items = []
+    for n, pages in enumerate(odd_pages):
+        item = {**synthetic.chunks(1, dimensions=4, seed=n)[0], "id": f"p{n}", "pages": pages}
+        item.update(status="live", acl={"users": [], "groups": [], "tenant_wide": True})
+        items.append(item)
+        index.upsert(item)
+    for operator in ("$gt", "$gte", "$lt", "$lte"):
+        for value in (0, 1, 3, 4, 7, 9):
+            node = parse_filter({"pages": {operator: value}})
+            allowed = index.readable(READER, node)
+            expected = [matches(node, item) for item in items]
+            assert allowed[: len(items)].tolist() == expected, (operator, value)
