@@ -28,9 +28,11 @@ corpus.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
+import time
 from array import array
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -58,6 +60,8 @@ MIN_CAPACITY = 256
 COMPACT_MIN_DEAD = 1024  # below this many dead rows, compaction is not worth a copy
 PRUNE_MIN_POSTINGS = 64  # shorter posting lists are never pruned
 GATHER_FRACTION = 0.125  # below this share of readable rows, score only those rows
+COPY_SLICE = 4_096  # rows copied at a time when the matrix grows ahead (6 MB at 384-d)
+COPY_PAUSE = 0.002  # seconds between slices
 MAX_VERDICTS = 256  # principals and filters whose verdicts per class are kept
 ACL_FIELDS = ("tenant", "status", "acl")
 # A page condition holds when ANY page satisfies it (filters.py): for an order comparison that
@@ -157,6 +161,17 @@ def _page_range(pages: Any) -> tuple[float, float]:
         if isinstance(page, int | float) and not isinstance(page, bool) and math.isfinite(page)
     ]
     return (min(numbers), max(numbers)) if numbers else (math.nan, math.nan)
+
+
+def _copied_gently(values: np.ndarray, capacity: int) -> np.ndarray:
+    """`_grown` for a worker thread: slice by slice with a pause between, so the copy does not
+    take the memory bandwidth and cores that questions on the event loop need."""
+    grown = np.zeros((capacity, *values.shape[1:]), dtype=values.dtype)
+    for start in range(0, len(values), COPY_SLICE):
+        end = min(start + COPY_SLICE, len(values))
+        grown[start:end] = values[start:end]
+        time.sleep(COPY_PAUSE)
+    return grown
 
 
 def _grown(values: np.ndarray, capacity: int, fill: Any = 0) -> np.ndarray:
@@ -328,6 +343,24 @@ class ChunkIndex:
         self._slot_row = _grown(self._slot_row, capacity, -1)
         self._page_min = _grown(self._page_min, capacity, np.nan)
         self._page_max = _grown(self._page_max, capacity, np.nan)
+
+    async def reserve(self, extra: int) -> None:
+        """Room for `extra` more rows before they arrive, the copy made off the event loop.
+
+        Growing a large matrix copies it (150 MB at 100k chunks); done inside `upsert` that
+        copy would stall every question of the process. Questions keep reading the current
+        matrix meanwhile; the larger one replaces it only if nothing was appended or compacted
+        during the copy (otherwise `upsert` grows it as usual).
+        """
+        needed = self._rows + extra
+        if self._dimensions is None or needed <= len(self._matrix):
+            return
+        capacity = max(MIN_CAPACITY, int(len(self._matrix) * GROWTH), needed)
+        matrix, rows = self._matrix, self._rows
+        grown = await asyncio.to_thread(_copied_gently, matrix[:rows], capacity)
+        if self._matrix is matrix and self._rows == rows:
+            self._matrix = grown
+            self._row_slot = _grown(self._row_slot[:rows], capacity, -1)
 
     def _grow_rows(self) -> None:
         """More capacity for the matrix (one copy of the rows used)."""

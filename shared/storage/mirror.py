@@ -37,7 +37,7 @@ import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from shared.storage.cosmos import CosmosStore
 
@@ -66,6 +66,16 @@ class MirrorView(Protocol):
 
     def live_count(self, now: float) -> int:
         """How many held rows are live at `now` (wall-clock epoch seconds)."""
+        ...
+
+
+@runtime_checkable
+class ReservingView(MirrorView, Protocol):
+    """A view that prepares for a batch of rows before it is applied (e.g. grows storage off
+    the event loop); the mirror calls `reserve` when the view has it."""
+
+    async def reserve(self, extra: int) -> None:
+        """Make room for `extra` more rows."""
         ...
 
 
@@ -231,6 +241,8 @@ class PartitionMirror(Generic[V]):
 
     async def _apply_in_batches(self, state: _Partition[V], rows: Sequence[Row]) -> None:
         """`_apply`, APPLY_BATCH rows at a time, yielding to the event loop in between."""
+        if rows and isinstance(state.view, ReservingView):
+            await state.view.reserve(len(rows))
         for start in range(0, len(rows), APPLY_BATCH):
             if start:
                 await asyncio.sleep(0)
@@ -263,4 +275,4 @@ class PartitionMirror(Generic[V]):
             await self._apply_in_batches(state, rows)
 
 
-__all__ = ["Liveness", "MirrorView", "PartitionMirror"]
+__all__ = ["Liveness", "MirrorView", "PartitionMirror", "ReservingView"]

@@ -5,6 +5,10 @@ Deterministic for a seed. Word frequencies follow Zipf's law (a few words in mos
 words in few), so posting lists have the lengths of real text, and about one chunk in fifty
 repeats an earlier chunk's text, so BM25 ties occur. Used by the equivalence test against the
 scan and by bench/retrieval_scale.py.
+
+Questions draw their words from ranks STOP_RANKS and below: in English the head of the Zipf
+curve (the, of, and, to, in...) is stop words, which tokenization drops from real questions,
+so a question term here is a content word (the most common ones still in ~10% of chunks).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from shared.documents.index import LIVE, STAGED
 VOCABULARY = 20_000
 ZIPF = 1.1
 CHUNKS_PER_DOCUMENT = 100
+STOP_RANKS = 50  # the most frequent words stand for stop words: never in a question
 PDF = "application/pdf"
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 ACLS: tuple[tuple[float, dict[str, Any]], ...] = (
@@ -109,13 +114,16 @@ def chunks(
 def questions(
     count: int, corpus: list[dict[str, Any]], seed: int = 1, dimensions: int = 384
 ) -> list[Question]:
-    """Questions of 1-6 words (Zipf-drawn, some unknown), vectors near a chunk or random."""
+    """Questions of 1-6 content words (Zipf-drawn below STOP_RANKS, some unknown), vectors
+    near a chunk or random."""
     rng = np.random.default_rng(seed)
-    vocabulary = np.array(words(VOCABULARY))
-    probabilities = _zipf_weights(VOCABULARY)
+    vocabulary = np.array(words(VOCABULARY))[STOP_RANKS:]
+    probabilities = _zipf_weights(VOCABULARY)[STOP_RANKS:]
+    probabilities = probabilities / probabilities.sum()
     out = []
     for _ in range(count):
-        terms = list(vocabulary[rng.choice(VOCABULARY, size=rng.integers(1, 7), p=probabilities)])
+        drawn = rng.choice(len(vocabulary), size=rng.integers(1, 7), p=probabilities)
+        terms = list(vocabulary[drawn])
         if rng.random() < 0.1:
             terms.append("unknownterm")
         if rng.random() < 0.5 and corpus:

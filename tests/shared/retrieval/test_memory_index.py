@@ -79,3 +79,19 @@ def test_page_bounds_agree_with_the_filter_semantics_on_odd_pages() -> None:
             allowed = index.readable(READER, node)
             expected = [matches(node, item) for item in items]
             assert allowed[: len(items)].tolist() == expected, (operator, value)
+
+
+async def test_reserve_grows_the_matrix_ahead_and_keeps_every_row() -> None:
+    items = synthetic.chunks(MIN_CAPACITY, dimensions=8, seed=4)
+    index = TenantIndex()
+    for item in items:
+        index.upsert(item)
+    before = index.matrix.copy()
+    await index.reserve(5_000)
+    assert index.matrix_bytes >= (MIN_CAPACITY + 5_000) * 8 * 4
+    assert np.array_equal(index.matrix, before)
+    grown = index.matrix_bytes
+    for item in synthetic.chunks(5_000, dimensions=8, seed=5, prefix="more"):
+        index.upsert(item)
+    assert index.matrix_bytes == grown  # no copy while the reserved rows arrived
+    assert len(index) == MIN_CAPACITY + 5_000
