@@ -183,3 +183,64 @@ def test_light_stemming_meets_singular_and_plural() -> None:
     assert stem("employees") == stem("employee")
     assert stem("rotated") == stem("rotating")
     assert stem("class") == "class" and stem("status") == "status" and stem("2023") == "2023"
+
+
+# What real documents need (bench/answers.py): lines, headings, identifiers, values nearby.
+
+
+def source(text: str, name: str = "manual.pdf") -> list[Source]:
+    return [Source(1, name, [1], text)]
+
+
+async def test_the_neighbour_holding_the_asked_number_joins_a_restating_sentence() -> None:
+    text = (
+        "--transition-duration\nSets the duration (in milliseconds) of page transitions. "
+        "0 (zero) disables them. Default value: 1000 ms.\nThe mouse wheel changes pages."
+    )
+    reply = await answer("What is the default duration of page transitions?", source(text))
+    assert "Default value: 1000 ms" in reply and "Sets the duration" in reply
+
+
+async def test_the_neighbour_holding_a_technical_name_joins_a_description() -> None:
+    text = (
+        "void asn1_perror (int error) [Function]\n"
+        "error: is an error returned by a libtasn1 function.\n"
+        "Prints a string to stderr with a description of an error."
+    )
+    reply = await answer(
+        "Which function prints a description of a libtasn1 error to stderr?", source(text)
+    )
+    assert "asn1_perror" in reply
+
+
+async def test_identifiers_are_whole_terms_so_the_exact_one_wins() -> None:
+    text = (
+        "asn1_get_length_ber returns a length even for indefinite encodings.\n"
+        "asn1_get_length_der returns -1 on indefinite length."
+    )
+    reply = await answer("What does asn1_get_length_der return?", source(text))
+    assert reply.startswith("asn1_get_length_der returns -1")
+
+
+async def test_headings_are_context_never_the_quoted_answer() -> None:
+    text = (
+        "# Extended attribute for the MIME type\n\n"
+        "Implementations may read the user.mime_type extended attribute."
+    )
+    reply = await answer("Which extended attribute is for the MIME type?", source(text))
+    assert reply == "Implementations may read the user.mime_type extended attribute [1]."
+
+
+async def test_words_broken_at_a_pdf_line_end_are_joined() -> None:
+    text = "The library handles Distinguished Encoding Rules manip-\nulation of certificates."
+    reply = await answer("What does the library handle?", source(text))
+    assert "manipulation" in reply
+
+
+async def test_bullets_without_full_stops_are_answers_of_their_own() -> None:
+    text = (
+        "Hardware Requirements\n- hardware accelerated OpenGL\n"
+        "- absolute minimum is at about 700 MHz\n- a fast CPU"
+    )
+    reply = await answer("What is the absolute minimum CPU speed?", source(text))
+    assert reply.startswith("absolute minimum is at about 700 MHz [1]")
