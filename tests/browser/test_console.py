@@ -243,7 +243,7 @@ def test_on_a_phone_upload_by_keyboard_ask_and_read_the_citation(steps: Steps) -
     steps.shot("phone-chat", readme="phone")
 
 
-def test_a_group_only_upload_is_hidden_from_others_and_deleted_after_confirmation(
+def test_a_group_only_upload_is_hidden_from_others_opened_up_and_deleted_after_confirmation(
     steps: Steps,
 ) -> None:
     page = steps.page
@@ -265,13 +265,22 @@ def test_a_group_only_upload_is_hidden_from_others_and_deleted_after_confirmatio
     steps.shot("follow-up")
 
     outsider = page.context.browser.new_context(base_url=steps.base_url).new_page()
-    sign_in(outsider, "gus", "contoso", ["developer"])  # not in legal
+    sign_in(outsider, "gus", "contoso", ["user"])  # not in legal
     expect(outsider.get_by_role("heading", name="Documents")).to_be_visible()
     expect(document_row(outsider, "contract.txt")).to_have_count(0)
-    outsider.context.close()
 
     page.get_by_role("link", name="Documents").click()
     row = document_row(page, "contract.txt")
+    row.get_by_role("button", name="Access to contract.txt").click()
+    access = page.get_by_role("dialog", name="Who may read “contract.txt”")
+    access.get_by_label("Readers").select_option("tenant")
+    access.get_by_role("button", name="Save").click()
+    expect(row).to_contain_text("everyone in the tenant")
+    outsider.reload()  # now gus may read it too
+    expect(document_row(outsider, "contract.txt")).to_be_visible()
+    expect(outsider.get_by_role("button", name="Access to contract.txt")).to_have_count(0)
+    outsider.context.close()
+
     row.get_by_role("button", name="Delete contract.txt").click()
     dialog = page.get_by_role("dialog")
     expect(dialog).to_contain_text("cannot be undone")

@@ -52,12 +52,22 @@ export function renderDocuments(main, me) {
   }
 
   function show(record) {
-    const row = documentRow(record, canWrite, () => remove(record));
+    const row = documentRow(record, canWrite, () => remove(record), () => changeAccess(record));
     const existing = rows.get(record.id);
     if (existing) existing.replaceWith(row);
     else tbody.prepend(row);
     rows.set(record.id, row);
     empty.hidden = rows.size > 0;
+  }
+
+  async function changeAccess(record) {
+    const choice = await accessDialog(record);
+    if (!choice) return;
+    try {
+      show(await api(`/api/documents/${record.id}/acl`, { method: "PUT", body: choice }));
+    } catch (error) {
+      showError(error, `Access to ${record.name}`);
+    }
   }
 
   async function remove(record) {
@@ -116,7 +126,7 @@ export function renderDocuments(main, me) {
   return () => { stopped = true; clearTimeout(timer); };
 }
 
-function documentRow(record, canWrite, onDelete) {
+function documentRow(record, canWrite, onDelete, onAccess) {
   const access = record.acl && !record.acl.tenant_wide
     ? [...(record.acl.users || []).map((u) => `user ${u}`), ...(record.acl.groups || []).map((g) => `group ${g}`)].join(", ")
     : "everyone in the tenant";
@@ -127,10 +137,41 @@ function documentRow(record, canWrite, onDelete) {
     h("td", {}, record.counts && record.counts.chunks !== undefined ? record.counts.chunks : ""),
     h("td", {}, access),
     h("td", {}, formatTime(record.updated)),
-    h("td", {}, canWrite
-      ? h("button", { type: "button", class: "link danger", onclick: onDelete, "aria-label": `Delete ${record.name}` }, "Delete")
-      : ""),
+    h("td", { class: "actions" }, canWrite ? [
+      ACTIVE.has(record.state) ? "" : h("button", { type: "button", class: "link", onclick: onAccess, "aria-label": `Access to ${record.name}` }, "Access"),
+      h("button", { type: "button", class: "link danger", onclick: onDelete, "aria-label": `Delete ${record.name}` }, "Delete"),
+    ] : ""),
   );
+}
+
+// Who may read a document, changed in a modal dialog; resolves {users, groups} or null.
+function accessDialog(record) {
+  const acl = record.acl || {};
+  const current = acl.tenant_wide ? "tenant" : (acl.groups || []).length ? "groups" : "users";
+  const kind = h("select", { id: "access-kind" },
+    h("option", { value: "tenant", selected: current === "tenant" }, "Everyone in my tenant"),
+    h("option", { value: "groups", selected: current === "groups" }, "Only these groups"),
+    h("option", { value: "users", selected: current === "users" }, "Only these users"));
+  const names = h("input", { id: "access-names", value: current === "tenant" ? "" : (acl[current] || []).join(", ") });
+  return new Promise((resolve) => {
+    const dialog = h("dialog", { class: "confirm", "aria-labelledby": "access-title" },
+      h("h2", { id: "access-title" }, `Who may read “${record.name}”`),
+      h("div", { class: "stack" },
+        h("label", { for: "access-kind" }, "Readers"), kind,
+        h("label", { for: "access-names" }, "Names (comma-separated)"), names),
+      h("div", { class: "actions" },
+        h("button", { type: "button", onclick: () => dialog.close("cancel") }, "Cancel"),
+        h("button", { type: "button", class: "primary", onclick: () => dialog.close("ok") }, "Save")));
+    dialog.addEventListener("close", () => {
+      dialog.remove();
+      if (dialog.returnValue !== "ok") return resolve(null);
+      const listed = names.value.split(",").map((n) => n.trim()).filter(Boolean);
+      if (kind.value === "tenant") return resolve({ users: [], groups: [] });
+      resolve(kind.value === "groups" ? { users: [], groups: listed } : { users: listed, groups: [] });
+    });
+    document.body.append(dialog);
+    dialog.showModal();
+  });
 }
 
 function stateCell(record) {
