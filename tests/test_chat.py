@@ -218,3 +218,80 @@ def test_langchain_chat_openai_works_unmodified(app: Deployment) -> None:
     assert "forty vessels" in reply.content
     streamed = "".join(part.content for part in llm.stream("What was revenue in 2023?"))
     assert "5.3 million" in streamed
+
+
+# OpenAI compatibility: every parameter honoured or refused by name (shared/chat/compat.py).
+
+REFUSED = [
+    ("n", {"n": 2}),
+    ("response_format", {"response_format": {"type": "json_object"}}),
+    (
+        "response_format",
+        {"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {}}}},
+    ),
+    (
+        "tools",
+        {
+            "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}],
+            "tool_choice": "required",
+        },
+    ),
+    ("logprobs", {"logprobs": True}),
+    ("stop", {"stop": ["\n"]}),
+]
+
+
+@pytest.mark.parametrize(
+    ("param", "extra"), REFUSED, ids=[f"{p}-{i}" for i, (p, _) in enumerate(REFUSED)]
+)
+def test_openai_parameters_docgate_cannot_honour_are_refused_by_name(
+    app: Deployment, param: str, extra: dict[str, Any]
+) -> None:
+    client = openai.OpenAI(
+        base_url=f"{app.host.base_url}/api/v1", api_key=API_KEYS["contoso"], max_retries=0
+    )
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(
+            model="docgate",
+            messages=[{"role": "user", "content": "How big is the fleet?"}],
+            **extra,
+        )
+    assert refused.value.body["param"] == param and param in refused.value.body["message"]
+
+
+def test_openai_parameters_docgate_honours(app: Deployment) -> None:
+    client = openai_client(app)
+    question = {"role": "user", "content": "How many vessels are in the fleet?"}
+    developer = {"role": "developer", "content": "Answer briefly."}
+    full = client.chat.completions.create(
+        model="docgate", messages=[developer, question], n=1, seed=7, logprobs=False,
+        response_format={"type": "text"}, extra_headers=FRESH,
+    )  # fmt: skip
+    assert "forty vessels" in full.choices[0].message.content
+    assert full.choices[0].finish_reason == "stop"
+    cut = client.chat.completions.create(
+        model="docgate", messages=[question], max_tokens=1, extra_headers=FRESH
+    )
+    assert cut.choices[0].finish_reason == "length"
+    assert len(cut.choices[0].message.content.split()) < len(
+        full.choices[0].message.content.split()
+    )
+
+
+def test_langchain_tools_and_structured_output_are_refused_not_ignored(app: Deployment) -> None:
+    from langchain_openai import ChatOpenAI
+    from pydantic import BaseModel
+
+    class Fleet(BaseModel):
+        vessels: int
+
+    llm = ChatOpenAI(
+        base_url=f"{app.host.base_url}/api/v1", api_key=API_KEYS["contoso"], model="docgate",
+        max_retries=0,
+    )  # fmt: skip
+    with pytest.raises(openai.BadRequestError) as tools:
+        llm.bind_tools([Fleet], tool_choice="required").invoke("How many vessels?")
+    assert tools.value.body["param"] == "tools"
+    with pytest.raises(openai.BadRequestError) as structured:
+        llm.with_structured_output(Fleet, method="json_schema").invoke("How many vessels?")
+    assert structured.value.body["param"] == "response_format"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from shared.chat.compat import refuse_unsupported
 from shared.chat.governance import Controls
 from shared.chat.models import ChatRequest, CompletionRequest, last_user_message
 from shared.chat.service import ChatQuery
@@ -28,7 +29,11 @@ def deadline_for(headers: Mapping[str, str], budget_seconds: float) -> Deadline:
 
 
 def _messages(items: list[Any]) -> list[dict[str, str]]:
-    return [{"role": item.role, "content": item.text} for item in items]
+    """Turns as the chat path reads them; a `developer` turn is OpenAI's newer `system`."""
+    return [
+        {"role": "system" if item.role == "developer" else item.role, "content": item.text}
+        for item in items
+    ]
 
 
 def chat_query(request: ChatRequest, default_top_k: int) -> ChatQuery:
@@ -45,6 +50,7 @@ def chat_query(request: ChatRequest, default_top_k: int) -> ChatQuery:
 
 def completion_query(request: CompletionRequest, tier: str | None, default_top_k: int) -> ChatQuery:
     """`POST /api/v1/chat/completions` as a query (docgate's extras in `docgate`)."""
+    refuse_unsupported(request)
     last_user_message(request.messages)
     extras = request.docgate
     return ChatQuery(

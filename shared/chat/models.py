@@ -16,7 +16,7 @@ from shared.inputs import STRICT_BODY
 MAX_MESSAGES = 50
 MAX_MESSAGE_CHARS = 32_000
 MAX_PARTS = 64
-Role = Literal["system", "user", "assistant"]
+Role = Literal["system", "developer", "user", "assistant"]  # developer: o1-era name of system
 Tier = Literal["economy", "standard", "premium"]
 CacheDirective = Literal["no-cache", "no-store"]
 TopK = Field(default=None, ge=1, le=50)
@@ -110,6 +110,16 @@ class CompletionRequest(BaseModel):
     max_completion_tokens: int | None = Field(default=None, ge=1, le=16_384)
     user: str | None = Field(default=None, max_length=256)
     tools: list[dict[str, Any]] | None = None
+    # Declared so they are honoured or refused by name, never dropped (shared/chat/compat.py).
+    tool_choice: str | dict[str, Any] | None = None
+    functions: list[dict[str, Any]] | None = None
+    function_call: str | dict[str, Any] | None = None
+    n: int | None = Field(default=None, ge=1, le=128)
+    response_format: dict[str, Any] | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    stop: str | list[str] | None = None
+    seed: int | None = None
     docgate: DocgateOptions = DocgateOptions()
 
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from shared.llm.prompts import NOT_FOUND_ANSWER, Source, parse_sources
 from shared.llm.types import LlmChunk, LlmError, LlmRequest, LlmResponse, Usage
 from shared.resilience.retry import Deadline
-from shared.tokens import count_tokens
+from shared.tokens import count_tokens, truncate_to_tokens
 
 MODEL = "local-extractive"
 MAX_SENTENCES = 3
@@ -117,9 +117,12 @@ class ExtractiveAnswerer:
 
     async def complete(self, request: LlmRequest, timeout_seconds: float) -> LlmResponse:
         """The extractive answer (the timeout is moot: the work is a few milliseconds)."""
-        answer = self.answer(request)
+        answer, finish_reason = self.answer(request), "stop"
+        if request.max_tokens and count_tokens(answer) > request.max_tokens:
+            # max_tokens is honoured as a model honours it: the answer stops there.
+            answer, finish_reason = truncate_to_tokens(answer, request.max_tokens), "length"
         usage = Usage(_prompt_tokens(request), count_tokens(answer))
-        return LlmResponse(content=answer, model=self.model, usage=usage, finish_reason="stop")
+        return LlmResponse(answer, self.model, usage, finish_reason)
 
     async def serve(
         self, request: LlmRequest, tier: str, deadline: Deadline
