@@ -30,6 +30,7 @@ CHROMIUM = Path(os.environ.get("DOCGATE_CHROMIUM", "/usr/bin/chromium"))
 OUTPUT = Path(os.environ.get("DOCGATE_TEST_OUTPUT", ROOT / "test-results")) / "browser"
 SCREENSHOTS = os.environ.get("DOCGATE_SCREENSHOTS")
 DESKTOP = {"width": 1280, "height": 860}
+STEP_TIMEOUT_MS = 30_000  # one step: a click's effect, a panel's data
 
 
 def _chromium_or_skip() -> Path:
@@ -52,6 +53,11 @@ def browser() -> Iterator[Any]:
     executable = _chromium_or_skip()
     from playwright.sync_api import sync_playwright
 
+    from playwright.sync_api import expect
+
+    # Assertions wait as long as actions do: a loaded CI machine answers in seconds, not
+    # milliseconds (Playwright's 5 s default failed there), and a failing one still fails.
+    expect.set_options(timeout=STEP_TIMEOUT_MS)
     with sync_playwright() as playwright:
         # Chromium's sandbox refuses to run as root (CI runs as root); tests load only our app.
         arguments = ["--no-sandbox"] if os.geteuid() == 0 else []
@@ -134,7 +140,7 @@ def steps(
 ) -> Iterator[Steps]:
     """A fresh browser context (its own session storage) on the console, with step shots."""
     context = browser.new_context(viewport=DESKTOP, base_url=console_app.base_url)
-    context.set_default_timeout(15_000)
+    context.set_default_timeout(STEP_TIMEOUT_MS)
     page = context.new_page()
     recorded = Steps(page, console_app.base_url)
     request.node.browser_steps = recorded
