@@ -51,9 +51,7 @@ def browser() -> Iterator[Any]:
     asyncio loop running in this thread while it is open, and the async tests that follow
     (pytest-asyncio) could not start theirs."""
     executable = _chromium_or_skip()
-    from playwright.sync_api import sync_playwright
-
-    from playwright.sync_api import expect
+    from playwright.sync_api import expect, sync_playwright
 
     # Assertions wait as long as actions do: a loaded CI machine answers in seconds, not
     # milliseconds (Playwright's 5 s default failed there), and a failing one still fails.
