@@ -8,6 +8,7 @@ registered activities by reference (`Step.activity`), never by name.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -45,6 +46,10 @@ from shared.ingestion.contract import (
     Upload,
 )
 from shared.services import ingestion_context
+from shared.telemetry import names
+from shared.telemetry.context import continued_span
+from shared.telemetry.genai import error_type
+from shared.telemetry.instruments import record
 
 In = TypeVar("In", bound=Contract)
 Out = TypeVar("Out", bound=Contract)
@@ -74,16 +79,48 @@ def register(
     """`run` as an activity named after it (the name the orchestration's history records)."""
 
     async def activity(payload: dict[str, Any]) -> dict[str, Any]:
-        try:
-            result = await run(input_type.parse(payload), await ingestion_context())
-        finally:
-            release_memory()  # a step's pages, chunks and tensors go back to the system
+        parsed = input_type.parse(payload)
+        job = parsed if isinstance(parsed, Job) else getattr(parsed, "job", None)
+        source = job or parsed  # the Upload, for validate_upload
+        step = run.__name__
+        with continued_span(
+            f"ingest.{step}",
+            getattr(source, "traceparent", None),
+            **{names.STEP: step, names.DOCUMENT_ID: getattr(job, "document_id", None)},
+        ):
+            started, failure = time.perf_counter(), None
+            try:
+                result = await run(parsed, await ingestion_context())
+            except BaseException as error:
+                failure = error_type(error)
+                raise
+            finally:
+                release_memory()  # a step's pages, chunks and tensors go back to the system
+                seconds = time.perf_counter() - started
+                record(names.STEP_DURATION, seconds, {names.STEP: step, names.ERROR_TYPE: failure})
+            measure(parsed, result, seconds)
         return result.as_json()
 
     activity.__name__ = activity.__qualname__ = run.__name__
     activity.__doc__ = run.__doc__
     built = blueprint.activity_trigger(input_name="payload")(activity)
     return Step(run, input_type, output_type, built)
+
+
+def measure(payload: Contract, result: Contract, seconds: float) -> None:
+    """What a step's result says about ingestion: pages per second of an extraction, and a
+    document finished (indexed, or failed with its code: rejected at validation or recorded
+    by fail_document, the two places a document's ingestion fails)."""
+    if isinstance(result, ExtractedPart) and result.engines and seconds > 0:
+        pages = sum(len(numbers) for numbers in result.engines.values())
+        engine = next(iter(result.engines)) if len(result.engines) == 1 else "mixed"
+        record(names.PAGES_PER_SECOND, pages / seconds, {names.ENGINE: engine})
+    elif isinstance(result, Indexed) and result.outcome == "indexed":
+        record(names.DOCUMENTS, 1, {names.OUTCOME: "indexed"})
+    elif isinstance(result, Checked) and result.outcome == "rejected" and result.failed:
+        record(names.DOCUMENTS, 1, {names.OUTCOME: "failed", names.REASON: result.failed.code})
+    elif isinstance(payload, FailureReport):
+        record(names.DOCUMENTS, 1, {names.OUTCOME: "failed", names.REASON: payload.code})
 
 
 validate = register(validate_upload, Upload, Checked)

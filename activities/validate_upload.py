@@ -144,5 +144,6 @@ async def validate_upload(upload: Upload, context: IngestionContext) -> Checked:
         page_count=checked.page_count,
         pages_per_batch=context.pages_per_batch if paged else max(1, checked.page_count),
         acl=record.acl,
+        traceparent=upload.traceparent,
     )
     return Checked("accepted", job=job)

@@ -15,6 +15,7 @@ import functools
 import inspect
 import json
 import logging
+import time
 import typing
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -30,7 +31,8 @@ from starlette.responses import Response
 from shared.inputs import parse_model, parse_query
 from shared.problems import Problem, ProblemError, problem_for
 from shared.security.principal import Principal
-from shared.telemetry import current_trace_id, tracer
+from shared.telemetry import current_trace_id, names, tracer
+from shared.telemetry.instruments import record
 
 log = logging.getLogger(__name__)
 Handler = Callable[..., Awaitable[Response]]
@@ -128,10 +130,11 @@ def endpoint(
     def decorate(handler: Handler) -> Handler:
         @functools.wraps(handler)
         async def serve(req: Request, **bindings: Any) -> Response:
+            started = time.perf_counter()
             with tracer().start_as_current_span(
                 f"HTTP {req.method} {route}",
                 kind=trace.SpanKind.SERVER,
-                attributes={"http.request.method": req.method, "http.route": route},
+                attributes={names.HTTP_METHOD: req.method, names.HTTP_ROUTE: route},
             ) as current:
                 try:
                     if authorize is not None:
@@ -148,8 +151,18 @@ def endpoint(
                         log.exception("Unhandled error in %s %s", req.method, route)
                         problem = unexpected_problem()
                     response = render_problem(problem, route)
-                current.set_attribute("http.response.status_code", response.status_code)
-                return response
+                current.set_attribute(names.HTTP_STATUS, response.status_code)
+            # A stream's duration ends at its headers; its tokens are on the gen_ai spans.
+            record(
+                names.REQUEST_DURATION,
+                time.perf_counter() - started,
+                {
+                    names.HTTP_METHOD: req.method,
+                    names.HTTP_ROUTE: route,
+                    names.HTTP_STATUS: response.status_code,
+                },
+            )
+            return response
 
         _declare_signature(serve, handler, hide_principal=authorize is not None)
         return serve

@@ -40,7 +40,8 @@ from shared.security.chunk_screening import screen_retrieved
 from shared.security.injection import InjectionScreen, PromptInjectionBlocked, StoredVerdict
 from shared.security.principal import Principal
 from shared.storage.cosmos import CosmosStore
-from shared.telemetry import current_trace_id, span
+from shared.telemetry import current_trace_id, names, span
+from shared.telemetry.instruments import record
 from shared.tokens import count_tokens
 
 log = logging.getLogger(__name__)
@@ -208,6 +209,11 @@ class GovernedChat:
         admitted = await self._admit_rate(principal, prompt_tokens + query.max_tokens)
         headers = ratelimit.headers(admitted) if admitted else {}
         if admitted and not admitted.allowed:
+            record(
+                names.RATE_LIMIT_REJECTIONS,
+                1,
+                {names.SCOPE: admitted.bucket, names.REASON: admitted.reason},
+            )
             raise ratelimit.refusal_of(admitted)
         return query, controls, admitted, headers
 
@@ -327,6 +333,8 @@ class GovernedChat:
             current.set_attribute("injection.action", screening.action)
         reasons = list(screening.verdict.reasons)
         if screening.action in ("block", "flag"):
+            detected = {names.SOURCE: "user", names.ACTION: screening.action}
+            record(names.INJECTION_BLOCKS, 1, detected)
             await self.audit.record(
                 "injection_blocked" if screening.action == "block" else "injection_flagged",
                 actor=principal.user_id, tenant=principal.tenant,
@@ -394,6 +402,10 @@ class GovernedChat:
             screened, verdicts = await screen_retrieved(
                 self.screen, self.sources_store, principal.tenant, chunks
             )
+        for action, found in (("flag", screened.flagged), ("drop", screened.dropped)):
+            if found:
+                detected = {names.SOURCE: "document", names.ACTION: action}
+                record(names.INJECTION_BLOCKS, len(found), detected)
         chunks = screened.kept
         flagged = frozenset(chunk.id for chunk in screened.flagged)
         tier = query.tier
@@ -419,13 +431,16 @@ class GovernedChat:
         if controls.flagged:
             skip = skip._replace(bypass=True, reason="flagged by validation")
         if skip.bypass:
+            _count_lookup("bypass", skip.reason)
             return None, f"bypass; {skip.reason}", None
         scope = self.cache.scope(principal, principal.groups, query.tier, SYSTEM_TEMPLATE)
         with span("chat.cache_lookup"):
             await self.behind.wait(scope.partition)  # this instance's stores still under way
             hit = await self.cache.lookup(scope, question)
         if hit is None:
+            _count_lookup("miss", "no similar question")
             return scope, "miss", None
+        _count_lookup("hit", hit.path)
         state = f"hit; {hit.path}; {hit.similarity:.3f}"
         return scope, state, hit.result
 
@@ -518,6 +533,10 @@ class GovernedChat:
         reservation: BudgetReservation | None,
     ) -> None:
         """Ledger first (the budget audit relies on that order), then budget and tokens."""
+        if result.cost_usd:
+            tenant, tier, model = principal.tenant, result.tier, result.model
+            by = {names.TENANT: tenant, names.TIER: tier, names.MODEL: model}
+            record(names.COST, result.cost_usd, by)
         with span("chat.ledger_settle"):
             await self.ledger.record(
                 UsageRecord(
@@ -557,3 +576,10 @@ class GovernedChat:
                 await self.limiter.settle(admitted.reservation, 0)
         except Exception:  # the original failure matters more; the audit repairs drift
             log.warning("Could not give back a failed request's reservations", exc_info=True)
+
+
+def _count_lookup(outcome: str, reason: str) -> None:
+    """One semantic-cache lookup on docgate.cache.lookups; numbers in a reason are dropped
+    ("temperature 0.7 above 0.3" -> "temperature above"), so its values stay few."""
+    kind = " ".join(word for word in reason.split() if not any(c.isdigit() for c in word))
+    record(names.CACHE_LOOKUPS, 1, {names.OUTCOME: outcome, names.REASON: kind})

@@ -50,6 +50,7 @@ from shared.retrieval.access import can_read
 from shared.security.principal import Principal
 from shared.security.rbac import PermissionDenied, has_permission
 from shared.storage.cosmos import CosmosStore
+from shared.telemetry.context import TRACEPARENT, current_traceparent
 
 log = logging.getLogger(__name__)
 STALE_STAGED_SECONDS = 3600
@@ -261,6 +262,10 @@ class DocumentLibrary:
                 "match_condition": MatchConditions.IfNotModified,
             }  # fmt: skip
         metadata = _metadata(tenant, acl, current.metadata if current else None)
+        metadata.pop(TRACEPARENT, None)  # an earlier upload's trace is not this one's
+        traceparent = current_traceparent()
+        if traceparent:  # the blob trigger continues this request's trace
+            metadata[TRACEPARENT] = traceparent
         try:
             result = await blob.upload_blob(upload.content, metadata=metadata, **condition)
         except (ResourceExistsError, ResourceModifiedError):

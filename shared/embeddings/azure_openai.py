@@ -29,6 +29,8 @@ from azure.identity.aio import get_bearer_token_provider
 from shared.documents.engines.base import TransientEngineError
 from shared.embeddings import EmbeddingRequestError
 from shared.resilience.retry import cap, parse_retry_after
+from shared.telemetry.genai import model_call
+from shared.telemetry.names import AZURE_OPENAI
 
 if TYPE_CHECKING:
     pass
@@ -71,6 +73,7 @@ class AzureOpenAIEmbedder:
             raise ValueError("batch_size and concurrency must be at least 1")
         self.model = model
         self.deployment = deployment
+        self._endpoint = endpoint
         self.dimensions, self._requested_dimensions = _dimensions(model, dimensions)
         self.batch_size = batch_size
         self._gate = asyncio.Semaphore(concurrency)
@@ -117,12 +120,18 @@ class AzureOpenAIEmbedder:
         if self._requested_dimensions is not None:
             options["dimensions"] = self._requested_dimensions
         async with self._gate:
-            try:
-                response = await self._client.embeddings.create(
-                    model=self.deployment, input=batch, **options
+            with model_call("embeddings", AZURE_OPENAI, self.model, self._endpoint) as call:
+                try:
+                    response = await self._client.embeddings.create(
+                        model=self.deployment, input=batch, **options
+                    )
+                except openai.APIError as error:
+                    raise _translate(error) from error
+                usage = getattr(response, "usage", None)
+                call.responded(
+                    response_model=getattr(response, "model", None),
+                    input_tokens=usage.prompt_tokens if usage else None,
                 )
-            except openai.APIError as error:
-                raise _translate(error) from error
         return self._vectors(response, len(batch))
 
     def _vectors(self, response: Any, expected: int) -> list[list[float]]:

@@ -67,6 +67,7 @@ class Upload(Contract):
     size: int | None
     metadata: dict[str, str]
     instance_id: str | None = None  # the orchestration ingesting it, once started
+    traceparent: str | None = None  # the trace this ingestion continues (shared.telemetry.context)
 
     @classmethod
     def from_blob(cls, blob: func.InputStream) -> Upload:
@@ -85,9 +86,9 @@ class Upload(Contract):
         """The orchestration input (plain JSON)."""
         return self.as_json()
 
-    def started_as(self, instance_id: str) -> Upload:
-        """This upload as the input of orchestration `instance_id`."""
-        return replace(self, instance_id=instance_id)
+    def started_as(self, instance_id: str, traceparent: str | None = None) -> Upload:
+        """This upload as the input of orchestration `instance_id`, in trace `traceparent`."""
+        return replace(self, instance_id=instance_id, traceparent=traceparent)
 
     @property
     def instance(self) -> str:
@@ -111,6 +112,7 @@ class Job(Contract):
     page_count: int
     pages_per_batch: int
     acl: dict[str, Any] = field(default_factory=dict)
+    traceparent: str | None = None  # copied from the Upload: every activity joins its trace
 
 
 @dataclass(frozen=True)

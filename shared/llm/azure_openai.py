@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import aclosing
+from contextlib import AbstractContextManager, aclosing
 from typing import Any, Self
 
 import openai
@@ -26,6 +26,8 @@ from azure.identity.aio import get_bearer_token_provider
 from shared.embeddings.azure_openai import COGNITIVE_SERVICES_SCOPE, retry_after_seconds
 from shared.llm.types import LlmChunk, LlmError, LlmRequest, LlmResponse, Usage, kind_of_status
 from shared.routing.config import RegionConfig
+from shared.telemetry.genai import ModelCall, model_call
+from shared.telemetry.names import AZURE_OPENAI
 from shared.tokens import count_tokens
 
 
@@ -58,31 +60,55 @@ class AzureOpenAIChat:
         )
 
     async def complete(self, request: LlmRequest, timeout_seconds: float) -> LlmResponse:
-        """One completion; raises LlmError."""
-        try:
-            async with asyncio.timeout(timeout_seconds):
-                response = await self._client.chat.completions.create(
-                    **self._options(request), timeout=timeout_seconds
-                )
-        except TimeoutError as error:  # the whole-call deadline, beyond the SDK's per-read one
-            raise LlmError("timeout", f"{self.name}: no answer in {timeout_seconds}s") from error
-        except openai.APIError as error:
-            raise self._error(error) from error
-        return self._response(response)
+        """One completion (a GenAI `chat` span); raises LlmError."""
+        with self._call(request) as call:
+            try:
+                async with asyncio.timeout(timeout_seconds):
+                    raw = await self._client.chat.completions.create(
+                        **self._options(request), timeout=timeout_seconds
+                    )
+            except TimeoutError as error:  # the whole-call deadline, beyond the SDK's per-read
+                message = f"{self.name}: no answer in {timeout_seconds}s"
+                raise LlmError("timeout", message) from error
+            except openai.APIError as error:
+                raise self._error(error) from error
+            response = self._response(raw)
+            call.responded(
+                response_model=response.model,
+                input_tokens=response.usage.prompt_tokens,
+                output_tokens=response.usage.completion_tokens,
+                finish_reason=response.finish_reason,
+            )
+            return response
 
     async def stream(self, request: LlmRequest, timeout_seconds: float) -> AsyncIterator[LlmChunk]:
-        """The completion as it is generated; the last chunk carries usage and finish reason."""
+        """The completion as it is generated; the last chunk carries usage and finish reason.
+        One GenAI `chat` span covers the call until the stream ends or is closed."""
+        call = ModelCall(
+            "chat",
+            AZURE_OPENAI,
+            self.model,
+            self.region.endpoint,
+            max_tokens=request.max_tokens,
+            temperature=request.temperature,
+        )
         try:
-            chunks = await self._client.chat.completions.create(
-                **self._options(request),
-                stream=True,
-                stream_options={"include_usage": True},
-                timeout=timeout_seconds,
-            )
+            with call.activate():
+                chunks = await self._client.chat.completions.create(
+                    **self._options(request),
+                    stream=True,
+                    stream_options={"include_usage": True},
+                    timeout=timeout_seconds,
+                )
         except openai.APIError as error:
-            raise self._error(error) from error
+            failure = self._error(error)
+            call.end(failure)
+            raise failure from error
+        except BaseException as error:
+            call.end(error)
+            raise
         # aclosing: when this generator is closed (or collected), the HTTP response closes too.
-        async with aclosing(self._chunks(chunks, request)) as pieces:
+        async with aclosing(self._chunks(chunks, request, call)) as pieces:
             async for chunk in pieces:
                 yield chunk
 
@@ -96,25 +122,51 @@ class AzureOpenAIChat:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    async def _chunks(self, chunks: Any, request: LlmRequest) -> AsyncIterator[LlmChunk]:
-        """Text deltas as they come, then one closing chunk with usage and finish reason."""
-        text, usage, finish_reason = [], None, None
+    async def _chunks(
+        self, chunks: Any, request: LlmRequest, call: ModelCall
+    ) -> AsyncIterator[LlmChunk]:
+        """Text deltas as they come, then one closing chunk with usage and finish reason; the
+        call's span ends with the stream (failed if it broke off or was abandoned)."""
+        text, usage, finish_reason, model = [], None, None, None
+        failure: BaseException | None = None
         try:
             async for chunk in chunks:
                 usage = _usage(chunk.usage) if chunk.usage else usage
+                model = getattr(chunk, "model", None) or model
                 for choice in chunk.choices[:1]:  # Azure's first chunk has no choices
                     finish_reason = choice.finish_reason or finish_reason
                     if choice.delta and choice.delta.content:
                         text.append(choice.delta.content)
                         yield LlmChunk(delta=choice.delta.content)
         except openai.APIError as error:
-            raise self._error(error) from error
+            failure = self._error(error)
+            raise failure from error
+        except BaseException as error:
+            failure = error
+            raise
         finally:
             await chunks.close()
-        yield LlmChunk(
-            delta="",
-            usage=usage or _estimated_usage(request, "".join(text)),
+            if failure is not None:
+                call.end(failure)
+        final = usage or _estimated_usage(request, "".join(text))
+        call.responded(
+            response_model=model,
+            input_tokens=final.prompt_tokens,
+            output_tokens=final.completion_tokens,
             finish_reason=finish_reason or "stop",
+        )
+        call.end()
+        yield LlmChunk(delta="", usage=final, finish_reason=finish_reason or "stop")
+
+    def _call(self, request: LlmRequest) -> AbstractContextManager[ModelCall]:
+        """The GenAI span of one completion to this region."""
+        return model_call(
+            "chat",
+            AZURE_OPENAI,
+            self.model,
+            self.region.endpoint,
+            max_tokens=request.max_tokens,
+            temperature=request.temperature,
         )
 
     def _options(self, request: LlmRequest) -> dict[str, Any]:

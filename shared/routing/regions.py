@@ -25,8 +25,11 @@ from shared.llm.types import LlmChunk, LlmClient, LlmError, LlmRequest, LlmRespo
 from shared.resilience.breaker import BreakerBoard, BreakerState, phase, seconds_until_allowed
 from shared.resilience.retry import Deadline, cap, full_jitter_backoff
 from shared.routing.config import RegionConfig
+from shared.telemetry import names
+from shared.telemetry.instruments import record
 
 T = TypeVar("T")
+BREAKER_LEVELS = {"closed": 0, "half_open": 1, "open": 2}  # docgate.breaker.state's values
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -253,6 +256,7 @@ class RegionRouter:
             await self._board.record_success(self._key(region_name), started_at=began, fresh=True)
             result = ProbeResult(region_name, True, elapsed, 200, None, began)
         self._probes[region_name] = result
+        self._observe(region_name)
         return result
 
     async def probe_all(self) -> list[ProbeResult]:
@@ -295,6 +299,9 @@ class RegionRouter:
                     if not error.retryable:
                         raise  # a bad request fails the same way in every region
                     continue  # fail over at once: no sleep while another region may serve
+                if attempts[0].region != region.name:
+                    moved = {names.FROM_REGION: attempts[0].region, names.REGION: region.name}
+                    record(names.FAILOVERS, 1, moved)
                 return result, region.name, attempts
             await self._back_off_or_give_up(serving, pass_number, deadline, attempts)
         raise AssertionError("unreachable: itertools.count() never ends")
@@ -337,6 +344,7 @@ class RegionRouter:
             error = _as_llm_error(raw)
             attempts.append(self._failed_attempt(region.name, error, started))
             await self._record_error(region.name, error)
+            self._observe(region.name)
             if error is raw:
                 raise
             raise error from raw
@@ -344,6 +352,7 @@ class RegionRouter:
         attempts.append(Attempt(region.name, "ok", 200, elapsed))
         self._latencies[region.name].append(elapsed)
         await self._board.record_success(self._key(region.name), started_at=began)
+        self._observe(region.name)
         return result
 
     def _failed_attempt(self, region: str, error: LlmError, started: float) -> Attempt:
@@ -395,6 +404,12 @@ class RegionRouter:
         """The breaker state the last `allows` saw (no I/O)."""
         key = self._key(region.name)
         return self._board.cached(key) or BreakerState(key=key)
+
+    def _observe(self, region: str) -> None:
+        """The region's breaker state as this instance now sees it, on docgate.breaker.state."""
+        state = self._board.cached(self._key(region))
+        current = phase(state, self._board.now()) if state else "closed"
+        record(names.BREAKER_STATE, BREAKER_LEVELS[current], {names.REGION: region})
 
     def _ms_since(self, started: float) -> float:
         """Milliseconds elapsed on the router's clock."""

@@ -1,9 +1,14 @@
-"""OpenTelemetry set-up, once per process, and the tracer docgate's code uses.
+"""OpenTelemetry set-up, once per process, and the tracer and meter docgate's code uses.
 
 Azure Monitor's exporter (`azure-monitor-opentelemetry`) replaces the retired OpenCensus
 exporter: OpenCensus stopped receiving fixes in 2023, while OpenTelemetry is the standard the
 Functions host and the Azure SDKs now emit. With neither exporter configured nothing is sent,
 but spans are still created (with real trace ids), so the code paths are the same everywhere.
+
+The Azure SDKs (Blob Storage, Cosmos DB, Key Vault, Document Intelligence, ...) report each call
+as a span of the current trace (azure-core's OpenTelemetry plugin). Names of every metric and
+attribute: `shared.telemetry.names` (docs/telemetry.md); model calls: `shared.telemetry.genai`;
+trace context through the orchestration: `shared.telemetry.context`.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ def configure_telemetry(
 
 def _install(service_name: str, connection_string: str | None, otlp_endpoint: str | None) -> str:
     resource_attributes = {"service.name": service_name}
+    _trace_azure_sdks()
     if connection_string:
         from azure.monitor.opentelemetry import configure_azure_monitor
 
@@ -55,6 +61,13 @@ def _install(service_name: str, connection_string: str | None, otlp_endpoint: st
 
     trace.set_tracer_provider(TracerProvider(resource=_resource(resource_attributes)))
     return "none"
+
+
+def _trace_azure_sdks() -> None:
+    """Every Azure SDK call becomes a span (configure_azure_monitor does this too)."""
+    from azure.core.settings import settings
+
+    settings.tracing_implementation = "opentelemetry"
 
 
 def _resource(attributes: dict[str, Any]) -> Any:
