@@ -137,8 +137,8 @@ def exported(
             yield Exported(
                 spans=spans,
                 points=collector.points(),
-                upload_trace=server_span(spans, "documents", "POST").trace_id,
-                chat_trace=server_span(spans, "chat", "POST").trace_id,
+                upload_trace=server_span(spans, "/api/documents", "POST").trace_id,
+                chat_trace=server_span(spans, "/api/chat", "POST").trace_id,
             )
 
 
@@ -151,16 +151,22 @@ def test_one_trace_runs_from_the_upload_request_through_every_activity(
     assert set(INGESTION_STEPS) <= names, set(INGESTION_STEPS) - names
     # Connected: every span but the request's own has its parent in the same trace.
     ids = {span.span_id for span in trace}
-    root = server_span(trace, "documents", "POST")
+    root = server_span(trace, "/api/documents", "POST")
     assert [span.name for span in trace if span.parent_id not in ids] == [root.name]
-    # Outbound calls inside activities are children of the activity spans: Azure SDK calls
-    # (blob, Cosmos) and the embeddings call.
+    # Outbound calls inside activities are children of the activity spans: the Azure SDKs'
+    # spans (`<Client>.<method>`, each with its HTTP CLIENT span) and the embeddings call.
     activities = {span.span_id: span.name for span in trace if span.name.startswith("ingest.")}
-    sdk_calls = [span for span in trace if "az.namespace" in span.attributes]
-    assert {span.attributes["az.namespace"] for span in sdk_calls} >= {
-        "Microsoft.Storage",
-        "Microsoft.DocumentDB",
-    }
+    sdk_calls = {span.name.split(".")[0] for span in trace if "." in span.name}
+    assert {"ContainerProxy", "ContainerClient"} <= sdk_calls  # Cosmos DB, Blob Storage
+    http_calls = [
+        span for span in trace if span.kind == "CLIENT" and "server.port" in span.attributes
+    ]
+    assert all(span.attributes["server.address"] == "127.0.0.1" for span in http_calls)
+    inside = [
+        span for span in trace if span.name.startswith("ContainerProxy.")
+        and _ancestor_in(trace, span, activities) is not None
+    ]  # fmt: skip
+    assert inside, "Cosmos calls made by activities belong to the activities' spans"
     embeddings = exported.named(exported.upload_trace, "embeddings text-embedding-3-small")
     assert embeddings and all(
         _ancestor_in(trace, span, activities) == "ingest.embed_chunks" for span in embeddings
@@ -186,7 +192,7 @@ def test_model_and_embedding_calls_follow_the_genai_conventions(exported: Export
     embedded = question_embedding[0].attributes
     assert embedded["gen_ai.operation.name"] == "embeddings"
     assert embedded["gen_ai.usage.input_tokens"] > 0
-    chat_root = server_span(exported.trace(exported.chat_trace), "chat", "POST")
+    chat_root = server_span(exported.trace(exported.chat_trace), "/api/chat", "POST")
     assert chat_root.attributes["http.response.status_code"] == 200
 
 
@@ -199,7 +205,7 @@ def test_the_metrics_operators_chart_are_exported(exported: Exported) -> None:
     durations = by_name["gen_ai.client.operation.duration"]
     assert {"throttled"} <= {attributes.get("error.type") for attributes in durations}
     requests = by_name["http.server.request.duration"]
-    assert {("documents", 202), ("chat", 200)} <= {
+    assert {("/api/documents", 202), ("/api/chat", 200)} <= {
         (attributes["http.route"], attributes["http.response.status_code"])
         for attributes in requests
     }
