@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 from typing import Any
 
@@ -16,6 +17,7 @@ from shared.ingestion.start import (
     ingest_instance_id,
     start_ingestion,
 )
+from shared.telemetry.context import current_traceparent
 
 UPLOAD = Upload(
     container="uploads",
@@ -117,7 +119,27 @@ async def test_new_upload_starts_ingest_with_the_derived_id() -> None:
     instance_id = await start_ingestion(client, UPLOAD)
     assert instance_id == ingest_instance_id(UPLOAD)
     expected_input = {**UPLOAD.as_input(), "instance_id": instance_id}
-    assert client.starts == [(INGEST_ORCHESTRATOR, instance_id, expected_input)]
+    (started,) = client.starts
+    # With a tracer provider installed, the input carries the ingest.start span's context.
+    sent = dict(started[2])
+    traceparent = sent.pop("traceparent", None)
+    assert traceparent is None or re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]", traceparent)
+    assert (started[0], started[1], sent) == (INGEST_ORCHESTRATOR, instance_id, expected_input)
+
+
+async def test_the_orchestration_input_continues_the_trace_of_the_upload() -> None:
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+
+    tracer = TracerProvider().get_tracer("test")
+    with tracer.start_as_current_span("upload request") as request_span:
+        uploader = trace.format_trace_id(request_span.get_span_context().trace_id)
+        carrier = current_traceparent()
+    client = FakeClient(statuses=[None])
+    upload = replace(UPLOAD, metadata={**UPLOAD.metadata, "traceparent": carrier})
+    await start_ingestion(client, upload)
+    sent = Upload.parse(client.starts[0][2])
+    assert sent.traceparent and sent.traceparent.split("-")[1] == uploader  # the same trace
 
 
 async def test_start_lost_to_a_concurrent_duplicate_is_a_no_op() -> None:
