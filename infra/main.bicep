@@ -66,6 +66,13 @@ param ingestionRegionIndex int = 0
 @description('Set by the azd postdeploy hook once the code is deployed: creates the Event Grid subscription to the blob trigger webhook.')
 param subscribeBlobWebhook bool = false
 
+@description('E-mail addresses the alerts notify (README "Operate").')
+param alertEmails array = []
+@description('Webhooks the alerts notify: [{name, uri}] (common alert schema).')
+param alertWebhooks array = []
+@description('Alert when model cost over an hour exceeds this many USD.')
+param costPerHourUsd int = 20
+
 param instanceMemoryMB int = 2048
 param maximumInstanceCount int = 40
 param cosmosMaxThroughput int = 1000
@@ -286,6 +293,29 @@ module events 'modules/eventgrid.bicep' = {
     functionAppName: apps[ingestionRegionIndex].outputs.name
     functionAppHostName: apps[ingestionRegionIndex].outputs.defaultHostName
     subscribeWebhook: subscribeBlobWebhook
+  }
+}
+
+module alerts 'modules/alerts.bicep' = {
+  scope: group
+  name: 'alerts'
+  params: {
+    namePrefix: 'docgate-${token}'
+    tags: tags
+    applicationInsightsId: monitoring.outputs.applicationInsightsId
+    alertEmails: alertEmails
+    alertWebhooks: alertWebhooks
+    costPerHourUsd: costPerHourUsd
+  }
+}
+
+module workbook 'modules/workbook.bicep' = {
+  scope: group
+  name: 'workbook'
+  params: {
+    location: primary
+    tags: tags
+    applicationInsightsId: monitoring.outputs.applicationInsightsId
   }
 }
 
