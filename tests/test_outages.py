@@ -120,11 +120,11 @@ def documents(host: HostProcess) -> list[dict[str, Any]]:
 def test_a_cosmos_database_that_comes_back_empty_is_recreated_without_a_restart(
     tmp_path: Path, emulators: EmulatorEndpoints, unique_name: str
 ) -> None:
-    host = start_app(tmp_path, app_environment(emulators, unique_name))
     cosmos = CosmosClient(
         emulators.cosmos_endpoint, emulators.cosmos_key, connection_verify=False,
-        enable_endpoint_discovery=False,
+        enable_endpoint_discovery=False, connection_timeout=60,
     )  # fmt: skip
+    host = start_app(tmp_path, app_environment(emulators, unique_name))
     try:
         assert documents(host) == []
         cosmos.delete_database(unique_name)  # what an emulator restarted empty looks like
