@@ -27,6 +27,7 @@ from shared.documents.index import (
     MANIFESTS_CONTAINER,
     ChunkDraft,
     Version,
+    chunk_ids,
     commit_version,
     remove_document_index,
 )
@@ -68,7 +69,12 @@ async def ingest(store: CosmosStore, doc_id: str, sha: str, parts: list[ChunkDra
         "acl": OPEN,
         "sha256": sha,
     }
-    await commit_version(store, Version(document, f"etag-{sha}", []), parts, MODEL)
+    ids = chunk_ids(doc_id, parts, MODEL)
+
+    async def one_batch() -> AsyncIterator[list[tuple[str, ChunkDraft]]]:
+        yield list(zip(ids, parts, strict=True))
+
+    await commit_version(store, Version(document, f"etag-{sha}", []), one_batch(), MODEL)
 
 
 async def _on_store(endpoint: str, key: str, database: str, act: Callable[..., Any]) -> None:
