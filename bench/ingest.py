@@ -21,6 +21,11 @@ measured in the same run.
    raw ONNX Runtime batches, `LocalEmbedder.embed` and the injection screen over a sample of its
    chunks.
 
+7. Both cores: the 300-page PDF extracted in PAGES_PER_BATCH ranges by one process vs. the same
+   ranges shared by a pool of two worker processes (PDFium's lock is per process), wall seconds
+   and CPU seconds; what a second Functions worker process (FUNCTIONS_WORKER_PROCESS_COUNT=2) or
+   an extraction process pool could gain on this machine.
+
 Run: `.venv/bin/python bench/ingest.py [--quick] [--only N]` (sections 5 and 6 start the
 emulators when they are not running and stop only what they started). Compare ratios, not
 absolute numbers.
@@ -991,6 +996,70 @@ def print_scale(
     )
 
 
+# 7. Both cores: one extracting process vs two -----------------------------------------------
+
+
+def extract_range_pages(content: bytes, first: int, last: int) -> int:
+    """One page range through `LocalEngine.extract` (in a worker process); returns its pages."""
+    source = SourceDocument("bench", PDF, content, last)
+    extracted = asyncio.run(LocalEngine().extract(source, PageRange(first, last)))
+    return len(extracted.layout.pages)
+
+
+def cpu_seconds() -> float:
+    """CPU seconds of this process and its live children (the pool's workers never exit)."""
+    import psutil
+
+    me = psutil.Process()
+    return sum(sum(p.cpu_times()[:2]) for p in [me, *me.children(recursive=True)])
+
+
+def bench_processes(pages: int = SCALE_PAGES[0]) -> None:
+    """Section 7."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    content = born_digital_pdf(pages, seed=31)
+    ranges = [
+        (first, min(first + PAGES_PER_BATCH - 1, pages))
+        for first in range(1, pages + 1, PAGES_PER_BATCH)
+    ]
+    context = multiprocessing.get_context("spawn")  # what a fresh worker process looks like
+    with ProcessPoolExecutor(2, mp_context=context) as pool:
+        list(pool.map(extract_range_pages, [content] * 2, [1, 2], [1, 2]))  # warm both
+
+        def two() -> int:
+            firsts, lasts = zip(*ranges, strict=True)
+            return sum(pool.map(extract_range_pages, [content] * len(ranges), firsts, lasts))
+
+        def one() -> int:
+            return sum(extract_range_pages(content, first, last) for first, last in ranges)
+
+        cpu: dict[str, float] = {}
+
+        def with_cpu(name: str, call: Callable[[], int]) -> Callable[[], int]:
+            def run() -> int:
+                before = cpu_seconds()
+                result = call()
+                spent = cpu_seconds() - before
+                cpu[name] = min(cpu.get(name, spent), spent)
+                return result
+
+            return run
+
+        timings = interleave(2, {"one": with_cpu("one", one), "two": with_cpu("two", two)})
+    print(
+        f"7. Both cores: the {pages}-page PDF in {len(ranges)} ranges of {PAGES_PER_BATCH} pages;"
+        f" best of 2 rounds; load average {_load()}"
+    )
+    print(rate_header("pages/s"))
+    print(rate_row("one process", pages, timings["one"], f"(baseline, CPU {cpu['one']:.1f} s)"))
+    print(
+        rate_row("two worker processes", pages, timings["two"], f"(ours, CPU {cpu['two']:.1f} s)")
+    )
+    print(f"  speed-up: {timings['one'].best / timings['two'].best:.2f}x")
+
+
 # Entry point ---------------------------------------------------------------------------------
 
 
@@ -1007,7 +1076,7 @@ def main(argv: list[str] | None = None) -> int:
         "--only",
         type=int,
         action="append",
-        choices=range(1, 7),
+        choices=range(1, 8),
         metavar="N",
         help="run only section N (repeatable); 5 and 6 need the emulators",
     )
@@ -1020,7 +1089,7 @@ def main(argv: list[str] | None = None) -> int:
         help="document sizes of section 6 (default: 300 1000)",
     )
     arguments = parser.parse_args(argv)
-    sections = set(arguments.only or range(1, 7))
+    sections = set(arguments.only or range(1, 8))
     settings = QUICK if arguments.quick else FULL
     started = time.perf_counter()
     print(
@@ -1046,8 +1115,10 @@ def main(argv: list[str] | None = None) -> int:
             bench_chunk_embed(settings, layout or extract_ranges(content, PDF, PDF_PAGES))
         elif section == 5:
             bench_e2e(settings)
-        else:
+        elif section == 6:
             bench_scale(arguments.scale_pages)
+        else:
+            bench_processes()
     print(f"(total {time.perf_counter() - started:.1f} s; load average after: {_load()})")
     return 0
 
