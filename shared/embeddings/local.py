@@ -19,7 +19,7 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
-from shared.compute import RunGate, cpu_session
+from shared.compute import RunGate, cpu_session, tune_allocator
 from shared.packaged import packaged_file
 from shared.tokens import load_tokenizer
 
@@ -54,6 +54,7 @@ def model_file() -> Path:
 def _create_runtime() -> _Runtime:
     """Loads the session (shared.compute: no spinning, no arena) and a tokenizer that truncates
     to the cap and pads to the batch."""
+    tune_allocator()  # before the first tensors: see shared.compute
     session = cpu_session(model_file())
     tokenizer = load_tokenizer()
     tokenizer.enable_truncation(max_length=MAX_INPUT_TOKENS)

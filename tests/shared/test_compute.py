@@ -70,3 +70,11 @@ def test_release_memory_gives_freed_heap_back_to_the_system() -> None:
 
     assert release_memory() is True  # glibc (the Functions Linux images and this machine)
     assert process.memory_info().rss - before < (grown - before) / 3
+
+
+def test_the_allocator_is_tuned_when_the_model_loads() -> None:
+    from shared.compute import tune_allocator
+
+    runtime()  # loads the model, which tunes the allocator first
+    assert tune_allocator.cache_info().currsize == 1
+    assert tune_allocator() is True  # glibc accepted both settings
