@@ -72,6 +72,10 @@ async def index_document(request: IndexRequest, context: IngestionContext) -> In
     except index.EmbeddingMismatch as mismatch:
         return Indexed(failed=Failure("embedding_mismatch", str(mismatch)))
     # A VersionConflict is transient: the orchestration's retry re-runs this step.
+    if context.answers is not None:
+        # Answers citing the previous version must not be served any more; before the record
+        # says "succeeded", so a client that waited for that never gets one of them.
+        await context.answers.invalidate_documents([job.document_id], job.tenant)
     record.state, record.step, record.percent, record.error = "succeeded", "done", 100, None
     flagged = await audit_flagged_document(context.audit, context.screen, job, batches.verdicts)
     record.counts = {**summary.counts, "chunks_flagged": flagged}
@@ -87,9 +91,6 @@ async def index_document(request: IndexRequest, context: IngestionContext) -> In
         "indexed_at": records.utc_now(),
     }
     await records.save_record(store, record)
-    if context.answers is not None:
-        # Answers citing the previous version must not be served any more.
-        await context.answers.invalidate_documents([job.document_id], job.tenant)
     await context.tag(job.container, job.name, {"docgate-status": "indexed"})
     await context.work_area(job).clear()
     return Indexed(
