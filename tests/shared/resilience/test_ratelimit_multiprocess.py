@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import multiprocessing
 import time
 from dataclasses import asdict, dataclass
 from multiprocessing.synchronize import Barrier
@@ -21,6 +20,7 @@ from shared.resilience.ratelimit import RateLimiter, RateLimits, bucket_ids
 from shared.resilience.ratelimit_store import RATE_LIMITS_CONTAINER, CosmosBucketStore
 from shared.security.principal import Principal
 from shared.storage.cosmos import EMULATOR, CosmosStore, create_cosmos_client
+from tests.processes import run_together
 
 if TYPE_CHECKING:
     from multiprocessing.queues import Queue
@@ -98,17 +98,7 @@ def hammer(job: Job, barrier: Barrier, results: Queue[dict[str, Any]]) -> None:
 
 def run_children(jobs: list[Job]) -> list[Tally]:
     """Run one spawned process per job, started together; return their tallies."""
-    context = multiprocessing.get_context("spawn")
-    barrier = context.Barrier(len(jobs))
-    results = context.Queue()
-    processes = [context.Process(target=hammer, args=(job, barrier, results)) for job in jobs]
-    for process in processes:
-        process.start()
-    tallies = [Tally(**results.get(timeout=180)) for _ in jobs]
-    for process in processes:
-        process.join(30)
-        assert process.exitcode == 0, f"child exited with {process.exitcode}"
-    return tallies
+    return [Tally(**report) for report in run_together(hammer, jobs)]
 
 
 def limits_json(user: dict[str, int], tenant: dict[str, int]) -> str:

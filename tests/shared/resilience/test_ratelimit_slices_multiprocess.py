@@ -10,7 +10,6 @@ must be exactly the capacity, with far fewer writes than admissions.
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 from dataclasses import asdict
 from multiprocessing.synchronize import Barrier
 from typing import TYPE_CHECKING, Any
@@ -22,6 +21,7 @@ from shared.resilience.ratelimit_slices import SliceOptions
 from shared.resilience.ratelimit_store import RATE_LIMITS_CONTAINER, CosmosBucketStore
 from shared.security.principal import Principal
 from shared.storage.cosmos import EMULATOR, CosmosStore, create_cosmos_client
+from tests.processes import run_together
 from tests.shared.resilience.test_ratelimit_multiprocess import (
     CALLERS_PER_PROCESS,
     PROCESSES,
@@ -78,17 +78,7 @@ def hammer(job: Job, barrier: Barrier, go: Barrier, results: Queue[dict[str, Any
 
 def run_children(jobs: list[Job]) -> list[Tally]:
     """Run one spawned process per job, started together; return their tallies."""
-    context = multiprocessing.get_context("spawn")
-    barrier, go = context.Barrier(len(jobs)), context.Barrier(len(jobs))
-    results = context.Queue()
-    processes = [context.Process(target=hammer, args=(job, barrier, go, results)) for job in jobs]
-    for process in processes:
-        process.start()
-    tallies = [Tally(**results.get(timeout=180)) for _ in jobs]
-    for process in processes:
-        process.join(30)
-        assert process.exitcode == 0, f"child exited with {process.exitcode}"
-    return tallies
+    return [Tally(**report) for report in run_together(hammer, jobs, start_lines=2)]
 
 
 async def test_sliced_processes_admit_exactly_the_request_limit_with_few_writes(

@@ -8,7 +8,6 @@ started together behind a barrier, the clock frozen (no refill during the run).
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import time
 from dataclasses import asdict, dataclass
 from multiprocessing.synchronize import Barrier
@@ -19,6 +18,7 @@ import pytest
 from shared.resilience.ratelimit_store import RATE_LIMITS_CONTAINER, CosmosBucketStore
 from shared.security.throttle import CredentialsThrottled, CredentialThrottle, bucket_id
 from shared.storage.cosmos import EMULATOR, CosmosStore, create_cosmos_client
+from tests.processes import run_together
 
 if TYPE_CHECKING:
     from multiprocessing.queues import Queue
@@ -78,17 +78,8 @@ def child(job: Job, barrier: Barrier, results: Queue[dict[str, Any]]) -> None:
 
 
 def run_children(jobs: list[Job]) -> list[Tally]:
-    context = multiprocessing.get_context("spawn")
-    barrier = context.Barrier(len(jobs))
-    results = context.Queue()
-    processes = [context.Process(target=child, args=(job, barrier, results)) for job in jobs]
-    for process in processes:
-        process.start()
-    tallies = [Tally(**results.get(timeout=180)) for _ in jobs]
-    for process in processes:
-        process.join(30)
-        assert process.exitcode == 0, f"child exited with {process.exitcode}"
-    return tallies
+    """Run one spawned process per job, started together; return their tallies."""
+    return [Tally(**report) for report in run_together(child, jobs)]
 
 
 async def test_processes_count_exactly_the_allowance_then_block(
